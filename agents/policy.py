@@ -1,0 +1,99 @@
+"""Actor-critic MLP with the observation normalizer inside the module.
+
+Separate actor and critic networks (the PPO paper's and SB3's MuJoCo setting). Everything a saved
+policy needs to act — normalizer statistics included — is in ``state_dict()``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from agents.distributions import ActionSpec, DiagGaussian, Distribution, MultiCategorical
+from agents.normalize import RewardScaler, RunningMeanStd
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def _mlp(sizes: list[int], activation: str, out_size: int, out_gain: float, ortho: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        layers += [_init(nn.Linear(fan_in, fan_out), math.sqrt(2.0), ortho), _ACTIVATIONS[activation]()]
+    layers.append(_init(nn.Linear(sizes[-1], out_size), out_gain, ortho))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float, ortho: bool) -> nn.Linear:
+    if ortho:
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """``obs [B, obs_dim]`` (raw) → action distribution and value.
+
+    The learner works on *normalized* observations: the rollout stores them as they were normalized
+    at collection time, so the PPO ratio's old log-probs and the new ones see the same inputs.
+    Use :meth:`normalize_obs` on raw env observations, then :meth:`dist` / :meth:`value`.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action: ActionSpec,
+        hidden_sizes: list[int],
+        activation: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        normalize_obs: bool = True,
+        clip_obs: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        self.obs_dim = obs_dim
+        self.action = action
+        self.clip_obs = clip_obs
+        self.normalize_inputs = normalize_obs
+        self.obs_rms = RunningMeanStd((obs_dim,))
+        self.reward_scaler = RewardScaler()
+        sizes = [obs_dim, *hidden_sizes]
+        self.actor = _mlp(sizes, activation, action.head_size, 0.01, ortho_init)
+        self.critic = _mlp(sizes, activation, 1, 1.0, ortho_init)
+        if action.kind == "continuous":
+            self.log_std = nn.Parameter(torch.full((action.dim,), float(log_std_init)))
+        low = torch.tensor(action.low or [0.0] * action.dim, dtype=torch.float32)
+        high = torch.tensor(action.high or [0.0] * action.dim, dtype=torch.float32)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw ``[B, obs_dim]`` → what the networks see (identity when normalization is off)."""
+        if not self.normalize_inputs:
+            return obs
+        return self.obs_rms.normalize(obs, self.clip_obs)
+
+    def dist(self, norm_obs: torch.Tensor) -> Distribution:
+        out = self.actor(norm_obs)
+        if self.action.kind == "continuous":
+            return DiagGaussian(out, self.log_std)
+        return MultiCategorical(out, self.action.nvec)
+
+    def value(self, norm_obs: torch.Tensor) -> torch.Tensor:
+        """``[B]`` state values."""
+        return self.critic(norm_obs).squeeze(-1)
+
+    def to_env_action(self, actions: torch.Tensor) -> torch.Tensor:
+        """Clip Gaussian samples into the env's bounds; pass discrete actions through."""
+        if self.action.kind != "continuous" or not self.action.low:
+            return actions
+        return torch.maximum(torch.minimum(actions, self.action_high), self.action_low)
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic env action for raw observations (the exported graph)."""
+        return self.to_env_action(self.dist(self.normalize_obs(obs)).mode())

@@ -1,0 +1,142 @@
+"""The PPO clipped-surrogate loss (a pure function) and the epoch/minibatch update around it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from agents.policy import ActorCritic
+
+
+class PPOParams(Protocol):
+    """The hyperparameters the update reads (rlctl's ``PPOConfig`` satisfies this)."""
+
+    minibatch_size: int
+    update_epochs: int
+    clip_coef: float
+    clip_vloss: bool
+    ent_coef: float
+    vf_coef: float
+    max_grad_norm: float
+    target_kl: float | None
+    norm_adv: bool
+
+
+def ppo_loss(
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_coef: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its parts for one minibatch (all inputs ``[B]``; advantages already normalized).
+
+    * policy: ``−mean(min(r·A, clip(r, 1±ε)·A))`` with ``r = exp(logπ − logπ_old)`` (Schulman 2017, eq. 7);
+    * value: ``mean((V − R)²)``, SB3's convention (no ½), optionally the pessimistic max with the
+      value clipped to ``V_old ± ε`` (the baselines ``ppo2`` variant);
+    * entropy bonus subtracted with ``ent_coef``.
+    Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator), the
+    fraction of ratios outside the clip range.
+    """
+    log_ratio = new_logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    surrogate = advantages * ratio
+    surrogate_clipped = advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    policy_loss = -torch.min(surrogate, surrogate_clipped).mean()
+
+    if clip_vloss:
+        clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+        value_loss = torch.max((new_values - returns).pow(2), (clipped - returns).pow(2)).mean()
+    else:
+        value_loss = (new_values - returns).pow(2).mean()
+
+    entropy_mean = entropy.mean()
+    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+    with torch.no_grad():
+        stats = {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy_mean.detach(),
+            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+            "old_approx_kl": (-log_ratio).mean(),
+            "clipfrac": ((ratio - 1.0).abs() > clip_coef).float().mean(),
+        }
+    return loss, stats
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """``1 − Var(target − predicted) / Var(target)``; NaN when the target is constant."""
+    var_target = target.var()
+    if var_target.item() == 0.0:
+        return float("nan")
+    return float(1.0 - (target - predicted).var() / var_target)
+
+
+def ppo_update(
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    params: PPOParams,
+) -> dict[str, float]:
+    """Run ``update_epochs`` passes of shuffled minibatches over a flattened rollout.
+
+    ``batch`` holds ``[B, ...]`` tensors: ``obs``, ``actions``, ``logprobs``, ``values``,
+    ``advantages``, ``returns``. Shuffling uses the global torch RNG (seeded and checkpointed), so
+    a run is reproducible. With ``target_kl`` set, the remaining epochs are skipped once an epoch's
+    mean approximate KL exceeds it (CleanRL checks per epoch; SB3 per minibatch at 1.5× the target).
+    """
+    size = batch["obs"].shape[0]
+    mb = params.minibatch_size
+    if params.norm_adv and mb < 2:
+        raise ValueError("advantage normalization needs minibatch_size >= 2")
+    totals: dict[str, torch.Tensor] = {}
+    count = 0
+    epochs_done = 0
+    for _ in range(params.update_epochs):
+        order = torch.randperm(size, device=batch["obs"].device)
+        epoch_kl = torch.zeros((), device=batch["obs"].device)
+        epoch_mbs = 0
+        for start in range(0, size - mb + 1, mb):
+            idx = order[start : start + mb]
+            adv = batch["advantages"][idx]
+            if params.norm_adv:
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            obs = batch["obs"][idx]
+            dist = agent.dist(obs)
+            loss, stats = ppo_loss(
+                new_logprobs=dist.log_prob(batch["actions"][idx]),
+                old_logprobs=batch["logprobs"][idx],
+                advantages=adv,
+                new_values=agent.value(obs),
+                old_values=batch["values"][idx],
+                returns=batch["returns"][idx],
+                entropy=dist.entropy(),
+                clip_coef=params.clip_coef,
+                clip_vloss=params.clip_vloss,
+                ent_coef=params.ent_coef,
+                vf_coef=params.vf_coef,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), params.max_grad_norm)
+            optimizer.step()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+            epoch_kl += stats["approx_kl"]
+            epoch_mbs += 1
+        epochs_done += 1
+        if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
+            break
+    out = {key: (value / max(count, 1)).item() for key, value in totals.items()}
+    out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
+    out["epochs"] = float(epochs_done)
+    return out

@@ -1,0 +1,117 @@
+"""Turn a gymnasium id into a vector env with the autoreset semantics the learner relies on."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from envs.errors import EnvError
+from envs.reward import RewardFn, RewardHook
+from envs.snapshot import Snapshot
+
+# Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
+_EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet"}
+
+
+def _import_for(env_id: str) -> None:
+    """Import the module a ``module:Env-v0`` or ``ALE/...`` id needs, with a clear error."""
+    module = None
+    if ":" in env_id:
+        module = env_id.split(":", 1)[0]
+    elif env_id.startswith("ALE/"):
+        module = "ale_py"
+    if module is None:
+        return
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        extra = _EXTRAS.get(module)
+        fix = f"pip install 'rlctl[{extra}]'" if extra else f"install the package that provides {module!r}"
+        raise EnvError(f"cannot import {module!r} for env {env_id!r} ({exc}); {fix}") from None
+    if module == "ale_py":
+        gym.register_envs(mod)
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec for ``env_id``, or an EnvError with close matches."""
+    _import_for(env_id)
+    bare = env_id.split(":", 1)[1] if ":" in env_id else env_id
+    try:
+        return gym.spec(bare)
+    except gym.error.Error:
+        close = difflib.get_close_matches(bare, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see gymnasium.pprint_registry())"
+        raise EnvError(f"unknown environment id {env_id!r}{hint}") from None
+
+
+def env_factory(
+    env_id: str,
+    kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+    reward_fn: RewardFn | None = None,
+) -> Callable[[], gym.Env]:
+    """A picklable thunk that builds one env: gymnasium.make + reward hook + snapshot support."""
+
+    def thunk() -> gym.Env:
+        env = make_env(env_id, kwargs, max_episode_steps, render_mode)
+        if reward_fn is not None:
+            env = RewardHook(env, reward_fn)
+        return Snapshot(env)
+
+    return thunk
+
+
+def make_env(
+    env_id: str,
+    kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """``gymnasium.make`` with rlctl's errors (unknown id, missing simulator extra, bad kwargs)."""
+    spec = check_env_id(env_id)
+    extra_kwargs = dict(kwargs or {})
+    if render_mode is not None:
+        extra_kwargs["render_mode"] = render_mode
+    try:
+        return gym.make(spec.id, max_episode_steps=max_episode_steps, **extra_kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        entry = str(spec.entry_point)
+        extra = next((name for key, name in _EXTRAS.items() if key in entry), None)
+        fix = f"; install it with: pip install 'rlctl[{extra}]'" if extra else ""
+        raise EnvError(f"{env_id} needs a simulator that is not installed ({exc}){fix}") from None
+    except TypeError as exc:
+        raise EnvError(f"cannot make {env_id} with kwargs {extra_kwargs}: {exc}") from None
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "sync",
+    kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    reward_fn: RewardFn | None = None,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` copies as one vector env in SAME_STEP autoreset mode.
+
+    SAME_STEP means a step that ends an episode returns the *reset* observation and puts the true
+    final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
+    without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
+    """
+    make_env(env_id, kwargs, max_episode_steps).close()  # fail fast, in this process, with a clear error
+    fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn) for _ in range(num_envs)]
+    mode = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    if vectorization == "sync":
+        envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(fns, **mode)
+    elif vectorization == "async":
+        envs = gym.vector.AsyncVectorEnv(fns, context="spawn", **mode)
+    else:
+        raise EnvError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+    if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:  # asserted once, here
+        raise EnvError(f"vector env reports autoreset mode {envs.metadata.get('autoreset_mode')}, need SAME_STEP")
+    return envs

@@ -1,0 +1,301 @@
+"""``rlctl bench``: rlctl against SB3 on the same machine, same hyperparameters, same run.
+
+* ``rlctl bench sps`` — steps per second of both libraries, interleaved repeats, median and ratio.
+* ``rlctl bench returns`` — a libs × envs × seeds matrix at a fixed budget; each run is a separate
+  process writing one JSON. Jobs are claimed with lock files, so the matrix is resumable and a second
+  ``rlctl bench returns`` started later shares the remaining work.
+* ``rlctl bench report`` — rebuild the tables and plots from the run JSONs.
+
+Outputs (Markdown, CSV, PNG) go to ``--out`` (``results/`` in the repo). Benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rlctl.errors import UserError
+
+LIBS = ("rlctl", "sb3")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmark rlctl against Stable-Baselines3",
+                       description="Benchmarks (not tests): SPS and returns of rlctl vs SB3 with identical settings.")
+    bsub = p.add_subparsers(dest="bench_verb", metavar="KIND", required=True)
+
+    s = bsub.add_parser("sps", help="throughput of rlctl vs SB3")
+    s.add_argument("--env", default="HalfCheetah-v5", help="env id (default HalfCheetah-v5)")
+    s.add_argument("--preset", default="sb3-default", help="shared hyperparameters (default sb3-default)")
+    s.add_argument("--steps", type=int, default=20480, help="steps per measurement (default 20480)")
+    s.add_argument("--repeats", type=int, default=3, help="interleaved repeats per library (default 3)")
+    s.add_argument("--out", default="results", help="output directory (default results/)")
+
+    r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
+    r.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5", help="comma-separated env ids")
+    r.add_argument("--preset", default="default", help="shared hyperparameters (default 'default')")
+    r.add_argument("--seeds", type=int, default=3, help="seeds per (lib, env) (default 3)")
+    r.add_argument("--steps", type=int, default=1_000_000, help="budget per run (default 1M)")
+    r.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
+    r.add_argument("--libs", default="rlctl,sb3", help="libraries to run (default rlctl,sb3)")
+    r.add_argument("--out", default="results", help="output directory (default results/)")
+
+    q = bsub.add_parser("report", help="rebuild returns tables and plots from finished runs")
+    q.add_argument("--preset", default="default", help="which returns matrix (default 'default')")
+    q.add_argument("--out", default="results", help="output directory (default results/)")
+    p.set_defaults(func=lambda args: run_cli(args))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.bench_verb == "sps":
+        bench_sps(args.env, args.preset, args.steps, args.repeats, out)
+    elif args.bench_verb == "returns":
+        libs = [x for x in args.libs.split(",") if x]
+        bad = [x for x in libs if x not in LIBS]
+        if bad:
+            raise UserError(f"unknown --libs {bad}; choose from {', '.join(LIBS)}")
+        envs = [e for e in args.envs.split(",") if e]
+        bench_returns(envs, args.preset, args.seeds, args.steps, args.jobs, libs, out)
+        report_returns(args.preset, out)
+    else:
+        report_returns(args.preset, out)
+    return 0
+
+
+def _require_sb3() -> None:
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError:
+        raise UserError("rlctl bench compares against Stable-Baselines3: pip install 'rlctl[bench]'") from None
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import gymnasium
+    import torch
+
+    try:
+        import stable_baselines3
+
+        sb3 = stable_baselines3.__version__
+    except ImportError:
+        sb3 = "n/a"
+    return (f"{cpu}, {os.cpu_count()} cores; python {platform.python_version()}, torch {torch.__version__}, "
+            f"gymnasium {gymnasium.__version__}, stable-baselines3 {sb3}")
+
+
+def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int, out: Path) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), str(threads),
+           str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench worker failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# SPS
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> None:
+    _require_sb3()
+    variants = [("rlctl", 1, "rlctl (1 torch thread, its default)"),
+                ("sb3", 0, "SB3 (torch default threads)"),
+                ("sb3", 1, "SB3 (1 torch thread)")]
+    rows: list[dict[str, Any]] = []
+    tmp = out / ".sps.json"
+    for rep in range(repeats):
+        for lib, threads, label in variants:
+            res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp)
+            rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
+                         "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1)})
+            print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS", flush=True)
+    tmp.unlink(missing_ok=True)
+    medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label) for _, _, label in variants}
+    ours = medians[variants[0][2]]
+    stem = f"sps_{env}_{preset}"
+    with open(out / f"{stem}.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
+        f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}`  ",
+        f"Machine: {_machine()}  ",
+        f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps "
+        "(wall time includes env and model construction); variants are interleaved; median of repeats.", "",
+        "| variant | median SPS | rlctl ÷ variant | runs (SPS) |", "|---|---:|---:|---|",
+    ]
+    for _, _, label in variants:
+        runs = ", ".join(f"{r['sps']:,.0f}" for r in rows if r["variant"] == label)
+        lines.append(f"| {label} | {medians[label]:,.0f} | {ours / medians[label]:.2f}× | {runs} |")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset})")
+    print("\n".join(lines))
+
+
+def _plot_sps(medians: dict[str, float], rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = list(medians)
+    ax.barh(labels, [medians[k] for k in labels], color=["tab:blue", "tab:gray", "tab:gray"][: len(labels)])
+    for i, label in enumerate(labels):
+        pts = [r["sps"] for r in rows if r["variant"] == label]
+        ax.plot(pts, [i] * len(pts), "k.", ms=5)
+    ax.set_xlabel("environment steps per second (training)")
+    ax.set_title(f"PPO throughput, {title}")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# returns
+# ---------------------------------------------------------------------------------------------
+
+
+def _runs_dir(out: Path, preset: str) -> Path:
+    return out / "runs" / preset
+
+
+def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: int, libs: list[str],
+                  out: Path) -> None:
+    _require_sb3()
+    from envs.make import check_env_id
+
+    for env in envs:
+        check_env_id(env)
+    runs = _runs_dir(out, preset)
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = [(lib, env, seed) for seed in range(1, seeds + 1) for env in envs for lib in libs]
+    active: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    while todo or active:
+        while todo and len(active) < jobs:
+            lib, env, seed = todo.pop(0)
+            result = runs / f"{lib}__{env}__s{seed}.json"
+            lock = result.with_suffix(".lock")
+            if result.exists():
+                continue
+            try:  # claim the job; another `bench returns` process may be working through the same list
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+            except FileExistsError:
+                continue
+            cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1",
+                   str(result)]
+            log = open(result.with_suffix(".log"), "wb")  # noqa: SIM115 - closed with the process
+            print(f"start {lib} {env} seed {seed}", flush=True)
+            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), lock, result))
+        time.sleep(2.0)
+        for proc, lock, result in list(active):
+            if proc.poll() is not None:
+                active.remove((proc, lock, result))
+                lock.unlink(missing_ok=True)
+                status = "done" if proc.returncode == 0 else f"FAILED (see {result.with_suffix('.log')})"
+                print(f"{status}: {result.name}", flush=True)
+
+
+def _load_runs(runs: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.0f} ± {sd:.0f}"
+
+
+def report_returns(preset: str, out: Path) -> None:
+    runs = _load_runs(_runs_dir(out, preset))
+    if not runs:
+        raise UserError(f"no finished runs under {_runs_dir(out, preset)}")
+    envs = sorted({r["env"] for r in runs})
+    stem = f"returns_{preset}"
+    with open(out / f"{stem}.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["lib", "env", "seed", "steps", "last100_train_return", "det_eval_mean", "wall_s", "sps"])
+        for r in runs:
+            writer.writerow([r["lib"], r["env"], r["seed"], r["steps"], round(r["last100"], 2),
+                             round(r["eval_mean"], 2), round(r["wall_s"], 1), round(r["sps"], 1)])
+    steps = max(r["steps"] for r in runs)
+    lines = [
+        f"# Returns: rlctl vs Stable-Baselines3 (preset `{preset}`, identical hyperparameters)", "",
+        f"Command: `rlctl bench returns --envs {','.join(envs)} --preset {preset} --steps {steps} "
+        f"--seeds {max(r['seed'] for r in runs)}`  ",
+        f"Machine: {_machine()}  ",
+        "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark "
+        "metric) and the mean of a 10-episode deterministic evaluation with frozen normalization; "
+        "the table gives mean ± std across seeds. SPS: 1 torch thread per run, runs in parallel.", "",
+        "| env | lib | seeds | last-100 train return | deterministic eval | SPS |", "|---|---|---:|---:|---:|---:|",
+    ]
+    for env in envs:
+        for lib in LIBS:
+            rs = [r for r in runs if r["env"] == env and r["lib"] == lib]
+            if not rs:
+                continue
+            lines.append(f"| {env} | {lib} | {len(rs)} | {_mean_std([r['last100'] for r in rs])} | "
+                         f"{_mean_std([r['eval_mean'] for r in rs])} | {statistics.mean(r['sps'] for r in rs):,.0f} |")
+        _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env}.png", env, preset)
+    lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env}.png`" for env in envs)]
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _plot_returns(runs: list[dict[str, Any]], path: Path, env: str, preset: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    grid = np.linspace(0, max(r["steps"] for r in runs), 100)
+    for lib, color in zip(LIBS, ("tab:blue", "tab:orange"), strict=True):
+        curves = []
+        for r in (r for r in runs if r["lib"] == lib):
+            ep = np.asarray(r["episodes"], dtype=float)
+            if len(ep) < 2:
+                continue
+            window = max(1, min(20, len(ep) // 5))
+            smooth = np.convolve(ep[:, 1], np.ones(window) / window, mode="valid")
+            curves.append(np.interp(grid, ep[window - 1:, 0], smooth, left=np.nan))
+        if not curves:
+            continue
+        arr = np.vstack(curves)
+        mean = np.nanmean(arr, axis=0)
+        ax.plot(grid, mean, color=color, label=f"{lib} ({len(curves)} seeds)")
+        if len(curves) > 1:
+            ax.fill_between(grid, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), color=color, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training episode return (smoothed)")
+    ax.set_title(f"{env}, preset {preset}: mean and min–max over seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,137 @@
+"""One benchmark run (rlctl or SB3) in its own process, so thread settings and imports don't leak.
+
+Both libraries get the *same* resolved rlctl config; :func:`sb3_kwargs` is the translation. The
+result JSON holds wall time, SPS, every training episode (step, raw return) and a deterministic
+evaluation with frozen observation statistics.
+
+Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlctl.config import Config, resolve_config
+
+EVAL_EPISODES = 10
+EVAL_SEED = 10_000
+
+
+def sb3_kwargs(cfg: Config) -> dict[str, Any]:
+    """SB3 ``PPO(...)`` keyword arguments equivalent to an rlctl config."""
+    import torch
+
+    p = cfg.ppo
+    lr: Any = p.learning_rate
+    if p.anneal_lr:
+        lr = lambda progress_remaining: p.learning_rate * progress_remaining
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[cfg.policy.activation]
+    return {
+        "n_steps": p.num_steps, "batch_size": p.minibatch_size, "n_epochs": p.update_epochs,
+        "learning_rate": lr, "gamma": p.gamma, "gae_lambda": p.gae_lambda, "clip_range": p.clip_coef,
+        "clip_range_vf": p.clip_coef if p.clip_vloss else None, "ent_coef": p.ent_coef, "vf_coef": p.vf_coef,
+        "max_grad_norm": p.max_grad_norm, "target_kl": p.target_kl, "normalize_advantage": p.norm_adv,
+        "policy_kwargs": {
+            "net_arch": {"pi": list(cfg.policy.hidden_sizes), "vf": list(cfg.policy.hidden_sizes)},
+            "activation_fn": act, "ortho_init": cfg.policy.ortho_init, "log_std_init": cfg.policy.log_std_init,
+        },
+    }
+
+
+def run_rlctl(cfg: Config) -> dict[str, Any]:
+    from rlctl.evaluate import evaluate_policy
+    from rlctl.logger import read_metrics
+    from rlctl.spaces import adapter_for
+    from rlctl.trainer import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = train(cfg, Path(tmp), progress=False)
+        wall = time.perf_counter() - t0
+        episodes = [[r["step"], r["value"]] for r in read_metrics(Path(tmp) / "metrics.jsonl")
+                    if r["tag"] == "charts/episodic_return"]
+    from envs.make import make_env
+
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    adapter = adapter_for(env.observation_space, env.action_space)
+    env.close()
+    ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED)
+    return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"]}
+
+
+def run_sb3(cfg: Config) -> dict[str, Any]:
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    episodes: list[list[float]] = []
+
+    class Record(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.append([self.num_timesteps, float(info["episode"]["r"])])
+            return True
+
+    t0 = time.perf_counter()
+    venv: Any = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id)) for _ in range(cfg.env.num_envs)])
+    normalize = cfg.policy.normalize_obs or cfg.ppo.normalize_reward
+    if normalize:
+        venv = VecNormalize(venv, norm_obs=cfg.policy.normalize_obs, norm_reward=cfg.ppo.normalize_reward,
+                            clip_obs=cfg.policy.clip_obs, clip_reward=cfg.ppo.clip_reward, gamma=cfg.ppo.gamma)
+    model = PPO("MlpPolicy", venv, seed=cfg.run.seed, device="cpu", verbose=0, **sb3_kwargs(cfg))
+    model.learn(total_timesteps=cfg.num_updates * cfg.batch_size, callback=Record())
+    wall = time.perf_counter() - t0
+
+    env = gym.make(cfg.env.id)
+    returns = []
+    for i in range(EVAL_EPISODES):
+        obs, _ = env.reset(seed=EVAL_SEED + i)
+        done, total = False, 0.0
+        while not done:
+            x = venv.normalize_obs(obs[None]) if normalize and cfg.policy.normalize_obs else obs[None]
+            action, _ = model.predict(x, deterministic=True)
+            obs, r, term, trunc, _ = env.step(action[0])
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return {"wall_s": wall, "steps": int(model.num_timesteps), "episodes": episodes, "eval": returns}
+
+
+def main(argv: list[str]) -> int:
+    lib, env_id, preset, steps, seed, threads, out = argv
+    cfg, _ = resolve_config(env_id, None if preset == "-" else preset, {
+        "ppo": {"total_timesteps": int(steps)},
+        "run": {"seed": int(seed), "eval_episodes": 0, "device": "cpu", "torch_threads": max(1, int(threads)),
+                "checkpoint_every": 10**12},
+    })
+    import torch
+
+    if int(threads) > 0:
+        torch.set_num_threads(int(threads))
+    runner = {"rlctl": run_rlctl, "sb3": run_sb3}[lib]
+    res = runner(cfg)
+    res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed),
+                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"]})
+    returns = [r for _, r in res["episodes"]]
+    res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
+    res["eval_mean"] = float(np.mean(res["eval"]))
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(res, fh)
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

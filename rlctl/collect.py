@@ -1,0 +1,160 @@
+"""Collect one rollout: step the vector env with the current policy and fill a :class:`Rollout`.
+
+The collector owns everything that persists *between* rollouts — the last observation, episode
+accumulators, the running discounted return used for reward scaling — and can save and restore
+it (with the envs' own snapshots) for bit-exact resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.policy import ActorCritic
+from agents.rollout import POLICY_ACTOR, Rollout
+from rlctl.config import PPOConfig
+from rlctl.spaces import SpaceAdapter
+
+
+@dataclass
+class Episode:
+    """A finished episode: global step at its end, raw (unscaled) return and length."""
+
+    step: int
+    ret: float
+    length: int
+
+
+@dataclass
+class RolloutInfo:
+    """What a collection pass reports besides the rollout itself."""
+
+    episodes: list[Episode]
+    reward_components: dict[str, float]  # mean per step of each info["reward_components"] entry
+
+
+class Collector:
+    """Steps ``envs`` with ``agent`` and writes transitions into a preallocated rollout."""
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        agent: ActorCritic,
+        adapter: SpaceAdapter,
+        ppo: PPOConfig,
+        device: torch.device,
+    ) -> None:
+        self.envs, self.agent, self.adapter, self.ppo, self.device = envs, agent, adapter, ppo, device
+        n = envs.num_envs
+        self.next_obs: np.ndarray | None = None
+        self.ep_returns = np.zeros(n, dtype=np.float64)
+        self.ep_lengths = np.zeros(n, dtype=np.int64)
+        self.disc_returns = np.zeros(n, dtype=np.float64)
+
+    def reset(self, seed: int) -> None:
+        """Start fresh episodes in every env (env i is seeded with ``seed + i``)."""
+        self.next_obs, _ = self.envs.reset(seed=seed)
+        self.ep_returns[:] = 0.0
+        self.ep_lengths[:] = 0
+        self.disc_returns[:] = 0.0
+
+    def _obs_tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.adapter.obs(obs)).to(self.device)
+
+    @torch.no_grad()
+    def collect(self, rollout: Rollout, global_step: int) -> RolloutInfo:
+        """Fill ``rollout`` with ``num_steps`` transitions from every env."""
+        assert self.next_obs is not None, "call reset() or load_state_dict() first"
+        agent, ppo = self.agent, self.ppo
+        num_steps, num_envs = rollout.rewards.shape
+        update_obs_stats = agent.normalize_inputs
+        final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []
+        episodes: list[Episode] = []
+        comp_sums: dict[str, float] = {}
+
+        for t in range(num_steps):
+            obs = self._obs_tensor(self.next_obs)
+            if update_obs_stats:
+                agent.obs_rms.update(obs)
+            norm_obs = agent.normalize_obs(obs)
+            dist = agent.dist(norm_obs)
+            action = dist.sample()
+            logp_dims = dist.log_prob_dims(action)
+            env_action = agent.to_env_action(action)
+
+            rollout.obs[t] = norm_obs
+            rollout.actions[t] = action
+            rollout.executed_actions[t] = env_action
+            rollout.actor[t] = POLICY_ACTOR
+            rollout.logprobs_dims[t] = logp_dims
+            rollout.logprobs[t] = logp_dims.sum(-1)
+            rollout.values[t] = agent.value(norm_obs)
+
+            next_obs, reward, terminated, truncated, info = self.envs.step(
+                self.adapter.to_env(env_action.cpu().numpy())
+            )
+            reward = np.asarray(reward, dtype=np.float64)
+            done = np.logical_or(terminated, truncated)
+            self.ep_returns += reward
+            self.ep_lengths += 1
+
+            if ppo.normalize_reward:
+                self.disc_returns = self.disc_returns * ppo.gamma + reward
+                agent.reward_scaler.update(torch.from_numpy(self.disc_returns))
+                scaled = agent.reward_scaler.scale(torch.from_numpy(reward), ppo.clip_reward)
+                self.disc_returns[done] = 0.0
+                rollout.rewards[t] = scaled.to(self.device, torch.float32)
+            else:
+                rollout.rewards[t] = torch.from_numpy(reward).to(self.device, torch.float32)
+            rollout.terminated[t] = torch.from_numpy(np.asarray(terminated))
+            rollout.truncated[t] = torch.from_numpy(np.asarray(truncated))
+
+            # Time-limit bootstrap: V of the true final observation, not of the reset one.
+            cut = np.nonzero(np.logical_and(truncated, np.logical_not(terminated)))[0]
+            if cut.size:
+                final = np.stack([info["final_obs"][i] for i in cut])
+                final_values.append((t, cut, agent.value(agent.normalize_obs(self._obs_tensor(final)))))
+
+            # With SAME_STEP autoreset, an episode's last step reports its info under "final_info".
+            for source in (info, info.get("final_info", {})):
+                if "reward_components" in source:
+                    mask = source["_reward_components"]
+                    for name, values in source["reward_components"].items():
+                        comp_sums[name] = comp_sums.get(name, 0.0) + float(np.asarray(values)[mask].sum())
+
+            for i in np.nonzero(done)[0]:
+                episodes.append(Episode(global_step + (t + 1) * num_envs, float(self.ep_returns[i]),
+                                        int(self.ep_lengths[i])))
+                self.ep_returns[i] = 0.0
+                self.ep_lengths[i] = 0
+            self.next_obs = next_obs
+
+        # next_values[t] = V(s_{t+1}): the next row's value, the last obs's value at the end, and
+        # V(final obs) where step t hit a time limit. Terminated rows are masked inside GAE.
+        rollout.next_values[:-1] = rollout.values[1:]
+        rollout.next_values[-1] = agent.value(agent.normalize_obs(self._obs_tensor(self.next_obs)))
+        for t, cut, values in final_values:
+            rollout.next_values[t, torch.from_numpy(cut).to(self.device)] = values
+        steps = num_steps * num_envs
+        return RolloutInfo(episodes, {name: total / steps for name, total in comp_sums.items()})
+
+    def state_dict(self) -> dict[str, Any]:
+        """Between-rollout state, including every env's snapshot (plain data)."""
+        return {
+            "next_obs": np.asarray(self.next_obs),
+            "ep_returns": self.ep_returns.copy(),
+            "ep_lengths": self.ep_lengths.copy(),
+            "disc_returns": self.disc_returns.copy(),
+            "env_states": list(self.envs.get_attr("snapshot_state")),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.envs.set_attr("snapshot_state", list(state["env_states"]))
+        self.next_obs = np.asarray(state["next_obs"])
+        self.ep_returns[:] = state["ep_returns"]
+        self.ep_lengths[:] = state["ep_lengths"]
+        self.disc_returns[:] = state["disc_returns"]

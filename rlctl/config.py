@@ -1,0 +1,338 @@
+"""One typed config tree for a training run, built from defaults, a YAML preset and ``--set`` overrides.
+
+Resolution order (later wins): dataclass defaults → ``default`` preset entry → the preset named by
+``--preset`` (or the entry keyed by the env id) → CLI flags (``--steps``, ``--seed``, …) → ``--set
+section.key=value``. The resolved tree is frozen by convention: nothing mutates it after
+:func:`resolve_config` returns, and it is saved verbatim to ``RUN/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from rlctl.errors import UserError
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, how many copies, and how they are stepped."""
+
+    id: str = "CartPole-v1"
+    """gymnasium id; ``module:Env-v0`` imports ``module`` first (third-party registrations)"""
+    num_envs: int = 1
+    """number of environment copies stepped as one vector env"""
+    vectorization: str = "sync"
+    """``sync`` (in-process, deterministic) or ``async`` (one subprocess per env)"""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra keyword arguments for ``gymnasium.make``"""
+    max_episode_steps: int | None = None
+    """override the registered time limit (``None`` keeps it)"""
+
+
+@dataclass
+class PolicyConfig:
+    """The actor-critic network and the normalizers that live inside it."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden layer widths, used for both the actor and the critic (separate networks)"""
+    activation: str = "tanh"
+    """``tanh``, ``relu`` or ``elu``"""
+    ortho_init: bool = True
+    """orthogonal init (gain √2 hidden, 0.01 actor head, 1 critic head), as in the PPO baselines"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of the Gaussian policy (continuous actions)"""
+    normalize_obs: bool = True
+    """running mean/std observation normalization, stored in the policy and its checkpoint"""
+    clip_obs: float = 10.0
+    """normalized observations are clipped to ±clip_obs"""
+
+
+@dataclass
+class PPOConfig:
+    """PPO and GAE hyperparameters, named as in the papers and CleanRL."""
+
+    total_timesteps: int = 1_000_000
+    """environment steps (summed over all envs) to train for"""
+    learning_rate: float = 3e-4
+    """Adam step size at the start of training"""
+    anneal_lr: bool = False
+    """linearly anneal the learning rate to 0 over the run"""
+    num_steps: int = 2048
+    """rollout length per env; a rollout holds num_steps × num_envs transitions"""
+    minibatch_size: int = 64
+    """transitions per gradient step (SB3's ``batch_size``)"""
+    update_epochs: int = 10
+    """passes over each rollout"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE λ; 1.0 gives Monte Carlo returns minus the baseline"""
+    clip_coef: float = 0.2
+    """PPO ratio clipping ε"""
+    clip_vloss: bool = False
+    """clip the value loss around the old values with clip_coef (off in SB3, on in CleanRL)"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+    target_kl: float | None = None
+    """stop the update's remaining epochs once the approximate KL of an epoch exceeds this"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    normalize_reward: bool = True
+    """scale rewards by the running std of the discounted return (VecNormalize-style)"""
+    clip_reward: float = 10.0
+    """scaled rewards are clipped to ±clip_reward"""
+    adam_eps: float = 1e-5
+    """Adam ε (1e-5 as in the PPO baselines; torch's default is 1e-8)"""
+
+
+@dataclass
+class RunConfig:
+    """Everything outside the algorithm: seeding, device, logging, checkpoints, evaluation."""
+
+    seed: int = 1
+    """one seed gives one run: torch, numpy, python and env seeds derive from it"""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``; auto takes CUDA when present"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for small MLPs and keeps runs deterministic"""
+    checkpoint_every: int = 50_000
+    """environment steps between checkpoints (one is always written at the end)"""
+    log_every: int = 2048
+    """environment steps between scalar log writes (rounded up to whole rollouts)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end of training (0 skips it)"""
+
+
+@dataclass
+class Config:
+    """The whole run: ``env``, ``policy``, ``ppo`` and ``run`` sections."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout (num_steps × num_envs)."""
+        return self.ppo.num_steps * self.env.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        """Rollout/update iterations that fit in total_timesteps (at least one)."""
+        return max(1, self.ppo.total_timesteps // self.batch_size)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "env.vectorization": ("sync", "async"),
+    "policy.activation": ("tanh", "relu", "elu"),
+    "run.device": ("auto", "cpu", "cuda"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+# ---------------------------------------------------------------------------------------------
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (YAML- and JSON-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def _check_value(path: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to ``hint`` or raise UserError naming ``path``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(path, value, inner[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            choices = _CHOICES.get(path)
+            if choices and value not in choices:
+                raise UserError(f"{path}: {value!r} is not one of {', '.join(choices)}")
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_check_value(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - a new field type must be taught here
+        raise TypeError(f"unsupported config type {hint} at {path}")
+    expected = getattr(hint, "__name__", str(hint))
+    raise UserError(f"{path}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    names = [f.name for f in dataclasses.fields(section)]
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise UserError(f"unknown config key {path!r}{hint}; valid keys: {', '.join(prefix + n for n in names)}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"{path}: expected a mapping of {key} settings, got {value!r}")
+            _apply(current, value, f"{path}.")
+        else:
+            setattr(section, key, _check_value(path, value, hints[key]))
+
+
+def from_dict(values: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a Config from a nested dict, validating every key and type."""
+    cfg = base if base is not None else Config()
+    _apply(cfg, values, "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a single type check cannot express."""
+    positive = {
+        "env.num_envs": cfg.env.num_envs,
+        "ppo.total_timesteps": cfg.ppo.total_timesteps,
+        "ppo.num_steps": cfg.ppo.num_steps,
+        "ppo.minibatch_size": cfg.ppo.minibatch_size,
+        "ppo.update_epochs": cfg.ppo.update_epochs,
+        "ppo.learning_rate": cfg.ppo.learning_rate,
+        "run.torch_threads": cfg.run.torch_threads,
+        "run.checkpoint_every": cfg.run.checkpoint_every,
+        "run.log_every": cfg.run.log_every,
+    }
+    for path, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{path} must be positive, got {value}")
+    for path, value in {"ppo.gamma": cfg.ppo.gamma, "ppo.gae_lambda": cfg.ppo.gae_lambda}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{path} must lie in [0, 1], got {value}")
+    if cfg.ppo.minibatch_size > cfg.batch_size:
+        raise UserError(
+            f"ppo.minibatch_size ({cfg.ppo.minibatch_size}) exceeds the rollout size "
+            f"num_steps × num_envs = {cfg.batch_size}"
+        )
+    if cfg.run.eval_episodes < 0:
+        raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
+    if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
+        raise UserError(f"policy.hidden_sizes must be a non-empty list of positive ints, got {cfg.policy.hidden_sizes}")
+
+
+# ---------------------------------------------------------------------------------------------
+# presets and --set overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def load_presets() -> dict[str, dict[str, Any]]:
+    """All presets shipped in ``rlctl/presets/ppo.yaml`` (keys: env ids and named presets)."""
+    text = resources.files("rlctl").joinpath("presets/ppo.yaml").read_text()
+    data = yaml.safe_load(text)
+    return {k: v or {} for k, v in data.items()}
+
+
+def preset_for(env_id: str, preset: str | None) -> tuple[str, dict[str, Any]]:
+    """The preset dict to apply: ``preset`` if named, else the entry for ``env_id``, else ``default``."""
+    presets = load_presets()
+    if preset is not None:
+        if preset not in presets:
+            close = difflib.get_close_matches(preset, presets, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown preset {preset!r}{hint} (list them with `rlctl presets`)")
+        return preset, presets[preset]
+    if env_id in presets:
+        return env_id, presets[env_id]
+    return "default", presets.get("default", {})
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn ``["ppo.gamma=0.98", "policy.hidden_sizes=[256,256]"]`` into a nested dict.
+
+    Values are parsed as YAML scalars/lists, so ``true``, ``null``, ``3e-4`` and ``[64, 64]`` work.
+    """
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"malformed --set {item!r}: expected section.key=value, e.g. ppo.gamma=0.98")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+            if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+                value = float(value)  # YAML 1.1 leaves "3e-4" a string
+        except yaml.YAMLError as exc:
+            raise UserError(f"malformed --set {item!r}: cannot parse value {raw!r} ({exc.problem})") from None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+        node[parts[-1]] = value
+    return nested
+
+
+def resolve_config(
+    env_id: str,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    set_items: list[str] | None = None,
+) -> tuple[Config, str]:
+    """Defaults → preset → explicit overrides → ``--set``; returns the config and the preset name used."""
+    name, preset_values = preset_for(env_id, preset)
+    cfg = Config()
+    defaults = load_presets().get("default", {})
+    _apply(cfg, defaults, "")
+    _apply(cfg, preset_values, "")
+    cfg.env.id = env_id
+    _apply(cfg, overrides or {}, "")
+    _apply(cfg, parse_set(set_items or []), "")
+    validate(cfg)
+    return cfg, name
+
+
+def save_yaml(cfg: Config) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def load_yaml(text: str) -> Config:
+    """Parse a saved ``config.yaml`` back into a Config (validated)."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise UserError("config file is not a mapping")
+    return from_dict(data)

@@ -1,0 +1,100 @@
+"""Evaluate and watch a trained policy: ``rlctl eval`` and ``rlctl enjoy``.
+
+The policy module carries its own observation normalizer, so evaluation builds a *plain* env: what
+the agent sees at evaluation is exactly what it saw in training, with the statistics frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.policy import ActorCritic
+from envs.make import make_env
+from rlctl.config import Config
+from rlctl.spaces import SpaceAdapter
+
+
+@torch.no_grad()
+def act(agent: ActorCritic, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> Any:
+    """One env action for a single (unbatched) observation."""
+    device = next(agent.parameters()).device
+    x = torch.from_numpy(adapter.obs(np.asarray(obs)[None])).to(device)
+    dist = agent.dist(agent.normalize_obs(x))
+    action = dist.mode() if deterministic else dist.sample()
+    return adapter.to_env(agent.to_env_action(action).cpu().numpy())[0]
+
+
+def evaluate_policy(
+    agent: ActorCritic, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int
+) -> dict[str, Any]:
+    """Run ``episodes`` full episodes (episode i reset with ``seed + i``); raw returns, not scaled."""
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    returns, lengths = [], []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, length, done = 0.0, 0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(agent, adapter, obs, deterministic))
+                total += float(reward)
+                length += 1
+                done = terminated or truncated
+            returns.append(total)
+            lengths.append(length)
+    finally:
+        env.close()
+    return {
+        "env": cfg.env.id,
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "seed": seed,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "returns": returns,
+        "lengths": lengths,
+    }
+
+
+def ensure_headless_gl() -> None:
+    """Pick an off-screen OpenGL backend for MuJoCo when there is no display (EGL, as on servers)."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+def record_video(
+    agent: ActorCritic, adapter: SpaceAdapter, cfg: Config, out: Path, episodes: int, seed: int,
+    deterministic: bool = True, fps: int | None = None,
+) -> dict[str, Any]:
+    """Render ``episodes`` episodes headlessly (rgb_array) into an MP4 at ``out``."""
+    import imageio.v2 as imageio
+
+    ensure_headless_gl()
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps, render_mode="rgb_array")
+    fps = fps or int(env.metadata.get("render_fps", 30))
+    frames = 0
+    returns = []
+    tmp = out.with_name(f".{out.name}.partial{out.suffix}")
+    try:
+        with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
+            for i in range(episodes):
+                obs, _ = env.reset(seed=seed + i)
+                done, total = False, 0.0
+                while not done:
+                    writer.append_data(env.render())
+                    frames += 1
+                    obs, reward, terminated, truncated, _ = env.step(act(agent, adapter, obs, deterministic))
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        env.close()
+    return {"video": str(out), "frames": frames, "fps": fps, "returns": returns}

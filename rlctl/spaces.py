@@ -1,0 +1,87 @@
+"""Translate gymnasium spaces into what the learner sees: flat float observations and an ActionSpec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+from agents.distributions import ActionSpec
+from rlctl.errors import UserError
+
+
+@dataclass(frozen=True)
+class SpaceAdapter:
+    """Converts batched env observations to ``[N, obs_dim]`` float32 and policy actions back."""
+
+    obs_space: spaces.Space
+    action_space: spaces.Space
+    obs_dim: int
+    action: ActionSpec
+
+    def obs(self, batch: np.ndarray) -> np.ndarray:
+        """``[N, *obs_shape]`` env observations → ``[N, obs_dim]`` float32."""
+        if isinstance(self.obs_space, spaces.Discrete):
+            idx = np.asarray(batch, dtype=np.int64).reshape(-1) - int(self.obs_space.start)
+            return np.eye(self.obs_dim, dtype=np.float32)[idx]
+        arr = np.asarray(batch, dtype=np.float32)
+        return arr.reshape(arr.shape[0], self.obs_dim)
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """``[N, D]`` policy actions (already clipped) → the batched form the vector env expects."""
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            return actions.reshape(-1).astype(np.int64) + int(space.start)
+        if isinstance(space, spaces.MultiDiscrete):
+            return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype) + space.start
+        if isinstance(space, spaces.MultiBinary):
+            return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype)
+        return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype, copy=False)
+
+
+def adapter_for(obs_space: spaces.Space, action_space: spaces.Space) -> SpaceAdapter:
+    """Check the spaces are supported and build the adapter; unsupported ones get a clear error."""
+    return SpaceAdapter(obs_space, action_space, _obs_dim(obs_space), _action_spec(action_space))
+
+
+def _obs_dim(space: spaces.Space) -> int:
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, (spaces.Box, spaces.MultiBinary)):
+        if isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
+            raise UserError(
+                f"image observations {space} need a CNN policy, which rlctl does not have yet (Atari support)"
+            )
+        return int(np.prod(space.shape))
+    raise UserError(
+        f"observation space {type(space).__name__} ({space}) is not supported; "
+        "supported: Box, Discrete, MultiBinary (flatten Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)"
+    )
+
+
+def _action_spec(space: spaces.Space) -> ActionSpec:
+    if isinstance(space, spaces.Box):
+        if not np.issubdtype(space.dtype, np.floating):
+            raise UserError(f"integer Box action spaces are not supported: {space}")
+        dim = int(np.prod(space.shape))
+        low, high = space.low.reshape(-1), space.high.reshape(-1)
+        bounded = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+        return ActionSpec(
+            kind="continuous",
+            dim=dim,
+            low=tuple(float(x) for x in low) if bounded else (),
+            high=tuple(float(x) for x in high) if bounded else (),
+        )
+    if isinstance(space, spaces.Discrete):
+        return ActionSpec(kind="discrete", dim=1, nvec=(int(space.n),))
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = tuple(int(n) for n in np.asarray(space.nvec).reshape(-1))
+        return ActionSpec(kind="multidiscrete", dim=len(nvec), nvec=nvec)
+    if isinstance(space, spaces.MultiBinary):
+        n = int(np.prod(space.shape))
+        return ActionSpec(kind="multidiscrete", dim=n, nvec=(2,) * n)
+    raise UserError(
+        f"action space {type(space).__name__} ({space}) is not supported; "
+        "supported: Box (continuous), Discrete, MultiDiscrete, MultiBinary"
+    )

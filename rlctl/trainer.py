@@ -1,0 +1,227 @@
+"""The training loop: collect → GAE → PPO update → log → checkpoint, as one callable function.
+
+``train(cfg, run_dir)`` is the whole product; the CLI only resolves a config and calls it. A reward
+hook (``reward_fn``) and an ``on_update`` callback make it usable as the inner loop of other tools
+(reward refinement, tuning) without subclassing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.gae import compute_gae
+from agents.policy import ActorCritic
+from agents.ppo import ppo_update
+from agents.rollout import Rollout
+from envs.make import make_vector_env
+from envs.reward import RewardFn
+from rlctl.checkpoint import load_checkpoint, save_checkpoint
+from rlctl.collect import Collector
+from rlctl.config import Config, load_yaml, save_yaml, to_dict
+from rlctl.errors import UserError
+from rlctl.evaluate import evaluate_policy
+from rlctl.logger import MetricsLogger, Progress
+from rlctl.spaces import adapter_for
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run hands back to a caller."""
+
+    run_dir: Path
+    global_step: int
+    episode_returns: list[float]
+    final_eval: dict[str, Any] | None
+    agent: ActorCritic
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was requested but torch sees no CUDA device (use auto or cpu)")
+    return torch.device(name)
+
+
+def build_agent(cfg: Config, adapter: Any, device: torch.device) -> ActorCritic:
+    """The policy module a config describes (also used by eval, enjoy and export)."""
+    p = cfg.policy
+    return ActorCritic(
+        adapter.obs_dim, adapter.action, p.hidden_sizes, p.activation, p.ortho_init, p.log_std_init,
+        p.normalize_obs, p.clip_obs,
+    ).to(device)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(tuple(state["numpy"]))  # type: ignore[arg-type]
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _hparams_markdown(cfg: Config) -> str:
+    rows = [f"|{section}.{k}|{v}|" for section, values in to_dict(cfg).items() for k, v in values.items()]
+    return "|param|value|\n|-|-|\n" + "\n".join(rows)
+
+
+def train(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    reward_fn: RewardFn | None = None,
+    on_update: Callable[[dict[str, Any]], bool | None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train PPO as configured, writing everything to ``run_dir``.
+
+    Args:
+        cfg: the resolved config (with ``resume`` it must equal the run's saved ``config.yaml``).
+        run_dir: created if missing; with ``resume`` it must hold a checkpoint.
+        resume: continue from ``run_dir/checkpoint.pt`` with the same schedule and TensorBoard run.
+        reward_fn: optional reward hook, see :mod:`envs.reward`.
+        on_update: called after each update with the logged scalars; returning True stops training
+            (a checkpoint is written first).
+        progress: show a progress bar / periodic lines on stderr.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.run.torch_threads)
+    device = resolve_device(cfg.run.device)
+    seed = cfg.run.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
+                           cfg.env.max_episode_steps, reward_fn=reward_fn)
+    try:
+        adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
+        agent = build_agent(cfg, adapter, device)
+        # foreach=True: torch picks the slow per-tensor Adam on CPU by default (measured 5x slower here).
+        optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
+                                     foreach=True)
+        rollout = Rollout.allocate(cfg.ppo.num_steps, cfg.env.num_envs, adapter.obs_dim, adapter.action.dim,
+                                   adapter.action.kind != "continuous", device)
+        collector = Collector(envs, agent, adapter, cfg.ppo, device)
+
+        start_update, global_step = 0, 0
+        last_log, last_ckpt = 0, 0
+        if resume:
+            ckpt = load_checkpoint(run_dir / CHECKPOINT)
+            agent.load_state_dict(ckpt["agent"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            collector.load_state_dict(ckpt["collector"])
+            _set_rng_state(ckpt["rng"])
+            start_update, global_step = ckpt["update"], ckpt["global_step"]
+            last_log, last_ckpt = ckpt["last_log"], global_step
+        else:
+            collector.reset(seed)
+            (run_dir / CONFIG).write_text(save_yaml(cfg))
+
+        logger = MetricsLogger(run_dir, resume_step=global_step if resume else None)
+        if not resume:
+            logger.text("hyperparameters", _hparams_markdown(cfg))
+        bar = Progress(cfg.num_updates * cfg.batch_size, global_step, enabled=progress)
+        print(f"rlctl: {cfg.env.id} on {device} ({'resumed at step ' + str(global_step) if resume else 'new run'}),"
+              f" {cfg.num_updates} updates of {cfg.batch_size} steps → {run_dir}", flush=True)
+
+        recent: deque[float] = deque(maxlen=100)
+        all_returns: list[float] = []
+        t_start, step_start = time.perf_counter(), global_step
+
+        def checkpoint(next_update: int) -> None:
+            save_checkpoint(run_dir / CHECKPOINT, {
+                "config": save_yaml(cfg), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
+                "collector": collector.state_dict(), "rng": _rng_state(), "update": next_update,
+                "global_step": global_step, "last_log": last_log,
+                "obs_space": repr(envs.single_observation_space), "action_space": repr(envs.single_action_space),
+            })
+
+        for update in range(start_update, cfg.num_updates):
+            lr = cfg.ppo.learning_rate * (1.0 - update / cfg.num_updates) if cfg.ppo.anneal_lr \
+                else cfg.ppo.learning_rate
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+
+            info = collector.collect(rollout, global_step)
+            global_step += cfg.batch_size
+            advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.next_values,
+                                              rollout.terminated, rollout.truncated, cfg.ppo.gamma,
+                                              cfg.ppo.gae_lambda)
+            batch = rollout.flat()
+            batch["advantages"], batch["returns"] = advantages.flatten(), returns.flatten()
+            stats = ppo_update(agent, optimizer, batch, cfg.ppo)
+
+            for ep in info.episodes:
+                logger.scalar("charts/episodic_return", ep.ret, ep.step)
+                logger.scalar("charts/episodic_length", ep.length, ep.step)
+                recent.append(ep.ret)
+                all_returns.append(ep.ret)
+            last_update = update == cfg.num_updates - 1
+            scalars = {f"losses/{k}": v for k, v in stats.items() if k != "epochs"}
+            scalars["losses/update_epochs"] = stats["epochs"]
+            scalars["charts/learning_rate"] = lr
+            scalars["charts/SPS"] = (global_step - step_start) / (time.perf_counter() - t_start)
+            scalars.update({f"reward/{k}": v for k, v in info.reward_components.items()})
+            if global_step - last_log >= cfg.run.log_every or last_update:
+                for tag, value in scalars.items():
+                    logger.scalar(tag, value, global_step)
+                logger.flush()
+                last_log = global_step
+            bar.update(global_step, float(np.mean(recent)) if recent else None)
+
+            stop = bool(on_update(scalars | {"global_step": global_step})) if on_update else False
+            if global_step - last_ckpt >= cfg.run.checkpoint_every or last_update or stop:
+                checkpoint(update + 1)
+                last_ckpt = global_step
+            if stop:
+                break
+        bar.close()
+
+        final_eval = None
+        if cfg.run.eval_episodes > 0 and global_step >= cfg.num_updates * cfg.batch_size:
+            final_eval = evaluate_policy(agent, adapter, cfg, cfg.run.eval_episodes, deterministic=True,
+                                         seed=seed + 10_000)
+            logger.scalar("eval/episodic_return", final_eval["mean_return"], global_step)
+            (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2))
+            print(f"final deterministic eval over {final_eval['episodes']} episodes: "
+                  f"{final_eval['mean_return']:.1f} ± {final_eval['std_return']:.1f}", flush=True)
+        logger.close()
+        return TrainResult(run_dir, global_step, all_returns, final_eval, agent)
+    finally:
+        envs.close()
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The saved config of a run directory, with a clear error when it is not one."""
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not an rlctl run directory (no {CONFIG})")
+    return load_yaml(path.read_text())

@@ -1,0 +1,31 @@
+"""Shared helpers for tests that run the trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlctl.config import Config, resolve_config
+
+
+def small_config(env_id: str, preset: str | None = None, **sections: dict[str, Any]) -> Config:
+    """A resolved config with per-section overrides, no final evaluation unless asked for."""
+    overrides: dict[str, Any] = {"run": {"eval_episodes": 0}}
+    for section, values in sections.items():
+        overrides.setdefault(section, {}).update(values)
+    cfg, _ = resolve_config(env_id, preset, overrides)
+    return cfg
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from rlctl.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir / "checkpoint.pt")["agent"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlctl.checkpoint import load_checkpoint, save_checkpoint
+from rlctl.errors import UserError
+
+
+def test_round_trip_keeps_tensors_arrays_and_plain_data(tmp_path: Path) -> None:
+    payload = {
+        "w": torch.randn(3, 4),
+        "arr": np.arange(6, dtype=np.int16).reshape(2, 3),
+        "nested": {"big_int": 2**100, "tuple": (1, 2.5, None), "list": [np.float32(1.5)]},
+    }
+    save_checkpoint(tmp_path / "c.pt", payload)
+    back = load_checkpoint(tmp_path / "c.pt")
+    assert torch.equal(back["w"], payload["w"])
+    assert back["arr"].dtype == np.int16 and np.array_equal(back["arr"], payload["arr"])
+    assert back["nested"] == {"big_int": 2**100, "tuple": (1, 2.5, None), "list": [1.5]}
+
+
+def test_failed_write_leaves_previous_checkpoint_and_no_temp_files(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def boom(obj, fh):  # type: ignore[no-untyped-def]
+        fh.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_sigkill_at_any_moment_never_corrupts_the_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    script = textwrap.dedent(f"""
+        import pathlib, torch
+        from rlctl.checkpoint import save_checkpoint
+        i = 0
+        while True:
+            i += 1
+            save_checkpoint(pathlib.Path({str(path)!r}), {{"i": i, "w": torch.full((400_000,), float(i))}})
+    """)
+    for delay in (0.0, 0.013, 0.031):
+        mtime = path.stat().st_mtime_ns if path.exists() else 0
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        deadline = time.time() + 60
+        while (not path.exists() or path.stat().st_mtime_ns == mtime) and time.time() < deadline:
+            time.sleep(0.005)  # wait until this process is mid-way through its write loop
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        data = load_checkpoint(path)
+        assert torch.all(data["w"] == float(data["i"]))
+
+
+class _Evil:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "rlctl-checkpoint", "version": 1, "x": _Evil()}, path)
+    with pytest.raises(UserError, match="refusing to load"):
+        load_checkpoint(path)
+
+
+def test_truncated_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"w": torch.randn(1000)})
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    other = tmp_path / "other.pt"
+    torch.save({"hello": 1}, other)
+    with pytest.raises(UserError, match="not an rlctl checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(UserError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(UserError):
+        load_checkpoint(plain)

@@ -1,0 +1,138 @@
+"""End-to-end CLI tests: real processes, real envs, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ENV = {**os.environ, "SDL_VIDEODRIVER": "dummy", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+
+
+def rlctl(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "rlctl.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=ENV, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rlctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_cartpole_preset_reaches_475_then_eval_and_enjoy_work(tmp_path: Path) -> None:
+    run = tmp_path / "cp"
+    out = rlctl("train", "--env", "CartPole-v1", "--run-dir", str(run), "--seed", "1")
+    assert "final deterministic eval" in out.stdout
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["mean_return"] >= 475, final
+
+    ev = rlctl("eval", str(run), "--episodes", "5", "--deterministic", "--out", str(tmp_path / "e.json"))
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["episodes"] == 5 and result["mean_return"] >= 475
+    assert "±" in ev.stdout
+
+    video = tmp_path / "cp.mp4"
+    rlctl("enjoy", str(run), "--video", str(video))
+    assert video.stat().st_size > 10_000
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(video)
+    frames = sum(1 for _ in reader)
+    assert frames >= 475  # one frame per step of a ≥475-step episode
+    again = rlctl("enjoy", str(run), "--video", str(video), check=False)
+    assert_user_error(again, "exists", "--force")
+
+
+def test_mujoco_run_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "hop"
+    rlctl("train", "--env", "Hopper-v5", "--steps", "3000", "--run-dir", str(run), "--quiet",
+          "--set", "ppo.num_steps=500", "--set", "ppo.minibatch_size=100", "--set", "run.eval_episodes=1",
+          "--set", "policy.hidden_sizes=[32,32]")
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "final_eval.json"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    cfg = (run / "config.yaml").read_text()
+    assert "Hopper-v5" in cfg and "- 32" in cfg and "num_steps: 500" in cfg
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["global_step"] == 3000 and ckpt["update"] == 6
+
+    # The same directory again is refused without --force, and replaced with it.
+    again = rlctl("train", "--env", "Hopper-v5", "--steps", "1000", "--run-dir", str(run), check=False)
+    assert_user_error(again, "already holds files", "--force")
+    # --resume of a finished run is a no-op that keeps the files.
+    rlctl("train", "--resume", str(run), "--quiet")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["global_step"] == 3000
+
+
+def test_help_documents_every_verb_and_option() -> None:
+    top = rlctl("--help").stdout
+    for verb in ("train", "eval", "enjoy", "presets", "bench"):
+        assert verb in top
+    train = rlctl("train", "--help").stdout
+    for flag in ("--env", "--preset", "--steps", "--seed", "--num-envs", "--device", "--set", "--run-dir",
+                 "--resume", "--force"):
+        assert flag in train
+    assert "--deterministic" in rlctl("eval", "--help").stdout
+    assert "--video" in rlctl("enjoy", "--help").stdout
+
+
+def test_presets_lists_and_shows_entries() -> None:
+    listing = rlctl("presets").stdout
+    assert "HalfCheetah-v5" in listing and "CartPole-v1" in listing
+    shown = rlctl("presets", "HalfCheetah-v5").stdout
+    assert "num_steps: 512" in shown
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train", "--env", "HalfCheetah-v9"], ["unknown environment id", "HalfCheetah-v5"]),
+        (["train", "--env", "NoSuchEnv-v0"], ["unknown environment id"]),
+        (["train", "--env", "ALE/Pong-v5"], ["rlctl[atari]"]),
+        (["train", "--env", "LunarLander-v3"], ["box2d"]),
+        (["train", "--env", "nosuchmodule:Env-v0"], ["cannot import 'nosuchmodule'"]),
+        (["train", "--env", "CartPole-v1", "--set", "ppo.gamma"], ["malformed --set", "section.key=value"]),
+        (["train", "--env", "CartPole-v1", "--set", "ppo.gama=0.9"], ["unknown config key 'ppo.gama'", "ppo.gamma"]),
+        (["train", "--env", "CartPole-v1", "--set", "ppo.num_steps=abc"], ["ppo.num_steps", "expected int"]),
+        (["train", "--env", "CartPole-v1", "--set", "env.vectorization=threads"], ["sync, async"]),
+        (["train", "--env", "CartPole-v1", "--set", "ppo.minibatch_size=100000"], ["exceeds the rollout size"]),
+        (["train", "--env", "CartPole-v1", "--preset", "nope"], ["unknown preset 'nope'"]),
+        (["train", "--env", "rlctl-test/DictObs-v0"], ["observation space Dict", "FlattenObservation"]),
+        (["train", "--resume", "/nonexistent/run"], ["does not exist"]),
+        (["train", "--resume", "/tmp", "--steps", "5"], ["drop --steps"]),
+        (["eval", "/nonexistent/run"], ["no such run directory"]),
+        (["enjoy", "/nonexistent/run"], ["no such run directory"]),
+        (["train"], ["needs --env"]),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    if "rlctl-test/DictObs-v0" in args:
+        args = ["train", "--env", "tests.toy_envs:rlctl-test/DictObs-v0", "--run-dir", str(tmp_path / "r")]
+    proc = rlctl(*args, cwd=Path(__file__).resolve().parents[1], check=False)
+    assert_user_error(proc, *fragments)
+
+
+def test_corrupt_and_pickled_checkpoints_are_refused_by_eval(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_user_error(rlctl("eval", str(bad), check=False), "corrupt or truncated")
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "rlctl-checkpoint", "version": 1, "x": Path("/")}, evil)
+    assert_user_error(rlctl("eval", str(evil), check=False), "refusing to load")
+
+
+def test_debug_flag_shows_the_traceback() -> None:
+    proc = rlctl("--debug", "train", "--env", "NoSuchEnv-v0", check=False)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr

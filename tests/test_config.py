@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from rlctl.config import Config, load_presets, load_yaml, parse_set, resolve_config, save_yaml
+from rlctl.errors import UserError
+
+
+def test_env_preset_then_overrides_then_set_in_that_order() -> None:
+    cfg, name = resolve_config("HalfCheetah-v5", None, {"ppo": {"total_timesteps": 1234}},
+                               ["ppo.gamma=0.5", "policy.hidden_sizes=[8, 8]"])
+    assert name == "HalfCheetah-v5"
+    assert cfg.ppo.num_steps == 512  # from the preset
+    assert cfg.ppo.total_timesteps == 1234  # explicit override
+    assert cfg.ppo.gamma == 0.5 and cfg.policy.hidden_sizes == [8, 8]  # --set wins
+
+
+def test_unknown_env_gets_default_preset_and_named_preset_applies() -> None:
+    cfg, name = resolve_config("Pendulum-v1")
+    assert name == "default" and cfg.ppo.num_steps == Config().ppo.num_steps
+    cfg, name = resolve_config("Pendulum-v1", "sb3-default")
+    assert name == "sb3-default" and cfg.policy.normalize_obs is False and cfg.ppo.normalize_reward is False
+
+
+def test_every_shipped_preset_resolves() -> None:
+    for name in load_presets():
+        resolve_config("CartPole-v1", name)
+
+
+def test_saved_yaml_round_trips() -> None:
+    cfg, _ = resolve_config("Hopper-v5", None, None, ["ppo.target_kl=0.02"])
+    assert load_yaml(save_yaml(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["run.seed=1.5"], "run.seed: expected int"),
+        (["ppo.anneal_lr=yes please"], "ppo.anneal_lr: expected bool"),
+        (["ppo.gamma=1.5"], "ppo.gamma must lie in [0, 1]"),
+        (["ppo.num_steps=0"], "ppo.num_steps must be positive"),
+        (["policy.activation=gelu"], "tanh, relu, elu"),
+        (["policy.hidden_sizes=[]"], "policy.hidden_sizes"),
+        (["ppo=3"], "expected a mapping of ppo settings"),
+        (["nosection.x=1"], "unknown config key 'nosection'"),
+        (["ppo.learning_rat=1"], "did you mean ppo.learning_rate"),
+        (["=3"], "malformed --set"),
+        (["ppo.gamma=[1, 2"], "cannot parse value"),
+    ],
+)
+def test_invalid_values_name_the_key(items: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=pytest.importorskip("re").escape(message)):
+        resolve_config("CartPole-v1", None, None, items)
+
+
+def test_parse_set_builds_nested_values_with_yaml_types() -> None:
+    assert parse_set(["a.b=1e-3", "a.c=true", "d.e=null", "d.f=[1, 2]"]) == {
+        "a": {"b": 1e-3, "c": True}, "d": {"e": None, "f": [1, 2]}}

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.gae import compute_gae
+
+
+def _col(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64).unsqueeze(1)
+
+
+def _flags(*xs: bool) -> torch.Tensor:
+    return torch.tensor(xs).unsqueeze(1)
+
+
+def test_gae_matches_hand_computation_without_episode_end() -> None:
+    g, lam = 0.9, 0.8
+    r, v, nv = _col(1.0, 2.0, 3.0), _col(0.5, 1.0, 1.5), _col(1.0, 1.5, 2.0)
+    adv, ret = compute_gae(r, v, nv, _flags(False, False, False), _flags(False, False, False), g, lam)
+    d = [1 + g * 1.0 - 0.5, 2 + g * 1.5 - 1.0, 3 + g * 2.0 - 1.5]
+    a2 = d[2]
+    a1 = d[1] + g * lam * a2
+    a0 = d[0] + g * lam * a1
+    torch.testing.assert_close(adv, _col(a0, a1, a2))
+    torch.testing.assert_close(ret, adv + v)
+
+
+def test_termination_stops_bootstrap_and_trace() -> None:
+    g, lam = 0.9, 0.8
+    r, v, nv = _col(1.0, 2.0, 3.0), _col(0.5, 1.0, 1.5), _col(1.0, 7.0, 2.0)
+    adv, _ = compute_gae(r, v, nv, _flags(False, True, False), _flags(False, False, False), g, lam)
+    a2 = 3 + g * 2.0 - 1.5
+    a1 = 2 - 1.0  # no bootstrap from the (absorbing) next state, no trace from the next episode
+    a0 = (1 + g * 1.0 - 0.5) + g * lam * a1
+    torch.testing.assert_close(adv, _col(a0, a1, a2))
+
+
+def test_truncation_bootstraps_with_final_value_but_stops_trace() -> None:
+    g, lam = 0.9, 0.8
+    r, v, nv = _col(1.0, 2.0, 3.0), _col(0.5, 1.0, 1.5), _col(1.0, 7.0, 2.0)
+    adv, _ = compute_gae(r, v, nv, _flags(False, False, False), _flags(False, True, False), g, lam)
+    a2 = 3 + g * 2.0 - 1.5
+    a1 = 2 + g * 7.0 - 1.0  # V(final obs) = 7 is used, the next row (new episode) is not
+    a0 = (1 + g * 1.0 - 0.5) + g * lam * a1
+    torch.testing.assert_close(adv, _col(a0, a1, a2))
+
+
+def test_gamma_lambda_one_gives_monte_carlo_returns() -> None:
+    torch.manual_seed(0)
+    rewards = torch.randn(6, 2, dtype=torch.float64)
+    values = torch.randn(6, 2, dtype=torch.float64)
+    terminated = torch.zeros(6, 2, dtype=torch.bool)
+    terminated[2, 0] = True  # env 0: episode ends after step 2
+    terminated[5, :] = True  # both envs end at the last step
+    next_values = torch.cat([values[1:], torch.randn(1, 2, dtype=torch.float64)])
+    next_values[2, 0] = 123.0  # V(s_{t+1}) after a termination must be ignored
+    _, returns = compute_gae(rewards, values, next_values, terminated, torch.zeros_like(terminated), 1.0, 1.0)
+    expected = torch.empty_like(rewards)
+    expected[:3, 0] = rewards[:3, 0].flip(0).cumsum(0).flip(0)
+    expected[3:, 0] = rewards[3:, 0].flip(0).cumsum(0).flip(0)
+    expected[:, 1] = rewards[:, 1].flip(0).cumsum(0).flip(0)
+    torch.testing.assert_close(returns, expected)
+
+
+def test_gae_rejects_mismatched_shapes() -> None:
+    x = torch.zeros(4, 2)
+    flags = torch.zeros(4, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="next_values"):
+        compute_gae(x, x, torch.zeros(4, 3), flags, flags, 0.99, 0.95)

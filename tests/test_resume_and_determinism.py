@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlctl.logger import read_metrics
+from rlctl.trainer import train
+from tests.helpers import assert_same_weights, small_config, weights
+
+CASES = {
+    "CartPole-v1": dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
+                                                  "update_epochs": 2, "anneal_lr": True, "normalize_reward": True},
+                        policy={"normalize_obs": True}, run={"checkpoint_every": 512}),
+    "Hopper-v5": dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
+                                                "update_epochs": 2, "anneal_lr": True},
+                      run={"checkpoint_every": 512}),
+}
+
+
+@pytest.mark.parametrize("env_id", sorted(CASES))
+def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path: Path, env_id: str) -> None:
+    cfg = small_config(env_id, **CASES[env_id])  # type: ignore[arg-type]
+    full = train(cfg, tmp_path / "full", progress=False)
+
+    # Stop after the 3rd of 8 updates (a checkpoint is written on stop), then resume in a fresh call.
+    calls = {"n": 0}
+
+    def stop_after_three(_: dict) -> bool:
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    part = train(cfg, tmp_path / "part", on_update=stop_after_three, progress=False)
+    assert part.global_step == 3 * cfg.batch_size
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+
+    assert resumed.global_step == full.global_step
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    assert part.episode_returns + resumed.episode_returns == full.episode_returns
+
+    def scalars(run: Path) -> list[tuple[int, str]]:
+        return [(r["step"], r["tag"]) for r in read_metrics(run / "metrics.jsonl")]
+
+    assert scalars(tmp_path / "part") == scalars(tmp_path / "full")  # no duplicated or missing rows
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path: Path) -> None:
+    kw = CASES["Hopper-v5"]
+    a = train(small_config("Hopper-v5", **kw), tmp_path / "a", progress=False)  # type: ignore[arg-type]
+    b = train(small_config("Hopper-v5", **kw), tmp_path / "b", progress=False)  # type: ignore[arg-type]
+    other = dict(kw, run={**kw["run"], "seed": 2})
+    c = train(small_config("Hopper-v5", **other), tmp_path / "c", progress=False)  # type: ignore[arg-type]
+    assert a.episode_returns == b.episode_returns
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
+    assert a.episode_returns != c.episode_returns
+
+
+def test_run_directory_holds_config_events_metrics_and_checkpoint(tmp_path: Path) -> None:
+    cfg = small_config("Hopper-v5", **CASES["Hopper-v5"])  # type: ignore[arg-type]
+    cfg.run.eval_episodes = 2
+    cfg.run.log_every = 256
+    train(cfg, tmp_path, progress=False)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "final_eval.json"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    final = json.loads((tmp_path / "final_eval.json").read_text())
+    assert final["episodes"] == 2 and final["deterministic"] is True
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    expected = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+                "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl",
+                "losses/clipfrac", "losses/explained_variance", "eval/episodic_return"}
+    assert expected <= tags
+    lr = [e.value for e in acc.Scalars("charts/learning_rate")]
+    assert lr == sorted(lr, reverse=True) and lr[0] > lr[-1]  # annealed
+    jsonl_tags = {r["tag"] for r in read_metrics(tmp_path / "metrics.jsonl")}
+    assert expected <= jsonl_tags
