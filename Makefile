@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine (Python 3.10+ with venv):
 #   make train   - create/reuse .venv, install, train HalfCheetah-v5 with its preset, evaluate
-#   make test    - create/reuse .venv, install, run ruff and the whole test suite
+#   make test    - create/reuse .venv, install, run ruff, mypy and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -24,6 +24,7 @@ train: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

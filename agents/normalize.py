@@ -65,8 +65,8 @@ class RunningMeanStd(nn.Module):
 
     def normalize(self, x: torch.Tensor, clip: float, eps: float = 1e-8) -> torch.Tensor:
         """``clip((x - mean) / sqrt(var + eps), ±clip)`` in x's dtype."""
-        mean = self.mean.to(x.dtype)
-        std = torch.sqrt(self.var + eps).to(x.dtype)
+        mean = self.mean.to(x.device, x.dtype)
+        std = torch.sqrt(self.var + eps).to(x.device, x.dtype)
         return torch.clamp((x - mean) / std, -clip, clip)
 
 
@@ -88,5 +88,5 @@ class RewardScaler(nn.Module):
 
     def scale(self, rewards: torch.Tensor, clip: float, eps: float = 1e-8) -> torch.Tensor:
         """Rewards divided by the return std (not centred: centring would change the optimum)."""
-        std = torch.sqrt(self.return_rms.var + eps).to(rewards.dtype)
+        std = torch.sqrt(self.return_rms.var + eps).to(rewards.device, rewards.dtype)
         return torch.clamp(rewards / std, -clip, clip)

@@ -41,6 +41,9 @@ class ActorCritic(nn.Module):
     Use :meth:`normalize_obs` on raw env observations, then :meth:`dist` / :meth:`value`.
     """
 
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+
     def __init__(
         self,
         obs_dim: int,

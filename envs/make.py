@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,28 @@ from envs.snapshot import Snapshot
 
 # Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
 _EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet"}
+
+
+_seen_mujoco_warnings: set[str] = set()
+
+
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's C-level warnings to Python's logging, once each.
+
+    By default MuJoCo prints them on stderr *and* appends them to ``MUJOCO_LOG.TXT`` in the working
+    directory, for every env it builds (Hopper and Walker2d trigger a deprecation warning each time).
+    """
+    try:
+        import mujoco
+    except ImportError:
+        return
+
+    def on_warning(message: str) -> None:
+        if message not in _seen_mujoco_warnings:
+            _seen_mujoco_warnings.add(message)
+            logging.getLogger("mujoco").info("MuJoCo: %s", message.strip())
+
+    mujoco.set_mju_user_warning(on_warning)
 
 
 def _import_for(env_id: str) -> None:
@@ -75,6 +98,8 @@ def make_env(
 ) -> gym.Env:
     """``gymnasium.make`` with rlctl's errors (unknown id, missing simulator extra, bad kwargs)."""
     spec = check_env_id(env_id)
+    if "mujoco" in str(spec.entry_point):
+        _route_mujoco_warnings()
     extra_kwargs = dict(kwargs or {})
     if render_mode is not None:
         extra_kwargs["render_mode"] = render_mode
@@ -105,11 +130,11 @@ def make_vector_env(
     """
     make_env(env_id, kwargs, max_episode_steps).close()  # fail fast, in this process, with a clear error
     fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn) for _ in range(num_envs)]
-    mode = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    mode = AutoresetMode.SAME_STEP
     if vectorization == "sync":
-        envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(fns, **mode)
+        envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
     elif vectorization == "async":
-        envs = gym.vector.AsyncVectorEnv(fns, context="spawn", **mode)
+        envs = gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=mode)
     else:
         raise EnvError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:  # asserted once, here

@@ -36,7 +36,7 @@ def _mujoco_state(env: Any) -> tuple[Any, Any] | None:
 
 def capture_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, as a dict of plain data."""
-    base = env.unwrapped
+    base: Any = env.unwrapped
     state: dict[str, Any] = {"wrappers": _wrapper_counters(env)}
     rng = getattr(base, "_np_random", None)
     state["np_random"] = copy.deepcopy(rng.bit_generator.state) if rng is not None else None
@@ -58,7 +58,7 @@ def capture_state(env: gym.Env) -> dict[str, Any]:
 
 def restore_state(env: gym.Env, state: dict[str, Any]) -> None:
     """Put ``env`` back into a state returned by :func:`capture_state`."""
-    base = env.unwrapped
+    base: Any = env.unwrapped
     kind = state["kind"]
     if kind == "custom":
         base.set_state(state["sim"])
@@ -104,7 +104,8 @@ def _set_wrapper_counters(env: gym.Env, counters: list[dict[str, Any]]) -> None:
             setattr(node, key, value)
         if hasattr(node, "checked_data_reuse"):
             # PassiveEnvChecker's one-off diagnostics compare with data we do not snapshot: skip them.
-            node.checked_data_reuse, node._previous_data = True, None
+            setattr(node, "checked_data_reuse", True)  # noqa: B010
+            setattr(node, "_previous_data", None)  # noqa: B010
         node = node.env
 
 

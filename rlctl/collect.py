@@ -8,7 +8,7 @@ it (with the envs' own snapshots) for bit-exact resume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -149,11 +149,11 @@ class Collector:
             "ep_returns": self.ep_returns.copy(),
             "ep_lengths": self.ep_lengths.copy(),
             "disc_returns": self.disc_returns.copy(),
-            "env_states": list(self.envs.get_attr("snapshot_state")),
+            "env_states": list(cast(Any, self.envs).get_attr("snapshot_state")),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.envs.set_attr("snapshot_state", list(state["env_states"]))
+        cast(Any, self.envs).set_attr("snapshot_state", list(state["env_states"]))
         self.next_obs = np.asarray(state["next_obs"])
         self.ep_returns[:] = state["ep_returns"]
         self.ep_lengths[:] = state["ep_lengths"]

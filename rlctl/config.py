@@ -295,7 +295,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
                 value = float(value)  # YAML 1.1 leaves "3e-4" a string
         except yaml.YAMLError as exc:
-            raise UserError(f"malformed --set {item!r}: cannot parse value {raw!r} ({exc.problem})") from None
+            problem = getattr(exc, "problem", exc)
+            raise UserError(f"malformed --set {item!r}: cannot parse value {raw!r} ({problem})") from None
         node = nested
         parts = key.split(".")
         for part in parts[:-1]:

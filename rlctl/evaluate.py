@@ -82,6 +82,7 @@ def record_video(
     returns = []
     tmp = out.with_name(f".{out.name}.partial{out.suffix}")
     try:
+        writer: Any
         with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed + i)

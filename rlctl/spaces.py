@@ -37,7 +37,7 @@ class SpaceAdapter:
             return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype) + space.start
         if isinstance(space, spaces.MultiBinary):
             return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype)
-        return actions.reshape(actions.shape[0], *space.shape).astype(space.dtype, copy=False)
+        return actions.reshape(actions.shape[0], *(space.shape or ())).astype(space.dtype, copy=False)
 
 
 def adapter_for(obs_space: spaces.Space, action_space: spaces.Space) -> SpaceAdapter:

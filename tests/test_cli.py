@@ -67,6 +67,16 @@ def test_mujoco_run_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["global_step"] == 3000 and ckpt["update"] == 6
 
+    video = tmp_path / "hop.mp4"
+    shown = rlctl("enjoy", str(run), "--video", str(video))
+    frames = int(shown.stdout.split("wrote ")[1].split()[0])
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(video)
+    first = reader.get_data(0)
+    assert sum(1 for _ in reader) == frames > 0
+    assert first.shape[2] == 3 and first.std() > 10  # a rendered scene, not a blank frame
+
     # The same directory again is refused without --force, and replaced with it.
     again = rlctl("train", "--env", "Hopper-v5", "--steps", "1000", "--run-dir", str(run), check=False)
     assert_user_error(again, "already holds files", "--force")
