@@ -143,6 +143,9 @@ def train(
             collector.reset(seed)
             (run_dir / CONFIG).write_text(save_yaml(cfg))
 
+        if start_update >= cfg.num_updates:
+            print(f"rlctl: {run_dir} already finished ({global_step} steps); nothing to resume", flush=True)
+            return TrainResult(run_dir, global_step, [], None, agent)
         logger = MetricsLogger(run_dir, resume_step=global_step if resume else None)
         if not resume:
             logger.text("hyperparameters", _hparams_markdown(cfg))

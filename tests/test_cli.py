@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,45 @@ def test_mujoco_run_writes_the_run_directory_and_resumes(tmp_path: Path) -> None
     # --resume of a finished run is a no-op that keeps the files.
     rlctl("train", "--resume", str(run), "--quiet")
     assert torch.load(run / "checkpoint.pt", weights_only=True)["global_step"] == 3000
+
+
+def test_sigkilled_cli_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    args = ["--env", "CartPole-v1", "--steps", "12288", "--quiet", "--set", "ppo.num_steps=64",
+            "--set", "run.checkpoint_every=1024", "--set", "run.eval_episodes=0", "--set", "ppo.update_epochs=4"]
+    rlctl("train", *args, "--run-dir", str(tmp_path / "full"))
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "rlctl.cli", "train", *args, "--run-dir", str(run)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (run / "checkpoint.pt").exists() and torch.load(run / "checkpoint.pt", weights_only=True)[
+                "global_step"] >= 2048:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(run / "checkpoint.pt", weights_only=True)["global_step"]
+    assert 2048 <= killed_at < 12288, "the run should be killed part-way"
+
+    rlctl("train", "--resume", str(run), "--quiet")
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert resumed["global_step"] == full["global_step"] == 12288
+    for key, value in full["agent"].items():
+        assert torch.equal(value, resumed["agent"][key]), key
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    full_steps = [json.loads(line)["step"] for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == full_steps  # rows the killed process wrote after its checkpoint were dropped
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def tb_steps(path: Path) -> list[int]:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        return [e.step for e in acc.Scalars("losses/value_loss")]
+
+    assert tb_steps(run) == tb_steps(tmp_path / "full")  # one clean TensorBoard curve after the resume
 
 
 def test_help_documents_every_verb_and_option() -> None:
