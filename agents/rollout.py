@@ -56,6 +56,12 @@ class Rollout:
             truncated=zeros(dtype=torch.bool),
         )
 
+    def to(self, device: torch.device) -> Rollout:
+        """This rollout on ``device`` (itself when already there)."""
+        if self.obs.device == device:
+            return self
+        return Rollout(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+
     def flat(self) -> dict[str, torch.Tensor]:
         """Every field reshaped to ``[T*N, ...]`` (views, no copies)."""
         return {f.name: getattr(self, f.name).flatten(0, 1) for f in fields(self)}

@@ -36,6 +36,16 @@ class RolloutInfo:
     episodes: list[Episode]
     reward_components: dict[str, float]  # mean per step of each info["reward_components"] entry
 
+    def to_plain(self) -> dict[str, Any]:
+        """Lists and dicts only (checkpoints load without pickled classes)."""
+        return {"episodes": [[e.step, e.ret, e.length] for e in self.episodes],
+                "reward_components": dict(self.reward_components)}
+
+    @classmethod
+    def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
+        return cls([Episode(int(s), float(r), int(n)) for s, r, n in data["episodes"]],
+                   dict(data["reward_components"]))
+
 
 class Collector:
     """Steps ``envs`` with ``agent`` and writes transitions into a preallocated rollout."""

@@ -107,6 +107,10 @@ class RunConfig:
     """``auto``, ``cpu`` or ``cuda``; auto takes CUDA when present"""
     torch_threads: int = 1
     """torch CPU threads; 1 is fastest for small MLPs and keeps runs deterministic"""
+    sampler: str = "inline"
+    """``inline`` (collect in the learner's process) or ``process`` (a sampler process with a policy copy)"""
+    overlap: bool = False
+    """with ``sampler=process``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
     checkpoint_every: int = 50_000
     """environment steps between checkpoints (one is always written at the end)"""
     log_every: int = 2048
@@ -141,6 +145,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "env.vectorization": ("sync", "async"),
     "policy.activation": ("tanh", "relu", "elu"),
     "run.device": ("auto", "cpu", "cuda"),
+    "run.sampler": ("inline", "process"),
 }
 
 
@@ -247,6 +252,8 @@ def validate(cfg: Config) -> None:
             f"ppo.minibatch_size ({cfg.ppo.minibatch_size}) exceeds the rollout size "
             f"num_steps × num_envs = {cfg.batch_size}"
         )
+    if cfg.run.overlap and cfg.run.sampler == "inline":
+        raise UserError("run.overlap=true needs run.sampler=process (inline collection cannot overlap)")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:

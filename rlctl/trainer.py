@@ -23,7 +23,7 @@ from agents.gae import compute_gae
 from agents.policy import ActorCritic
 from agents.ppo import ppo_update
 from agents.rollout import Rollout
-from envs.make import make_vector_env
+from envs.make import make_env, make_vector_env
 from envs.reward import RewardFn
 from rlctl.checkpoint import load_checkpoint, save_checkpoint
 from rlctl.collect import Collector
@@ -31,7 +31,8 @@ from rlctl.config import Config, load_yaml, save_yaml, to_dict
 from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
-from rlctl.spaces import adapter_for
+from rlctl.sampler import InlineSampler, ProcessSampler
+from rlctl.spaces import SpaceAdapter, adapter_for
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -117,30 +118,27 @@ def train(
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
-                           cfg.env.max_episode_steps, reward_fn=reward_fn)
+    probe = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    adapter = adapter_for(probe.observation_space, probe.action_space)
+    probe.close()
+    agent = build_agent(cfg, adapter, device)
+    # foreach=True: torch picks the slow per-tensor Adam on CPU by default (measured 5x slower here).
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, foreach=True)
+    template = Rollout.allocate(cfg.ppo.num_steps, cfg.env.num_envs, adapter.obs_dim, adapter.action.dim,
+                                adapter.action.kind != "continuous", device)
+    sampler = _make_sampler(cfg, agent, adapter, template, device, reward_fn)
     try:
-        adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
-        agent = build_agent(cfg, adapter, device)
-        # foreach=True: torch picks the slow per-tensor Adam on CPU by default (measured 5x slower here).
-        optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps,
-                                     foreach=True)
-        rollout = Rollout.allocate(cfg.ppo.num_steps, cfg.env.num_envs, adapter.obs_dim, adapter.action.dim,
-                                   adapter.action.kind != "continuous", device)
-        collector = Collector(envs, agent, adapter, cfg.ppo, device)
-
         start_update, global_step = 0, 0
         last_log, last_ckpt = 0, 0
         if resume:
             ckpt = load_checkpoint(run_dir / CHECKPOINT)
             agent.load_state_dict(ckpt["agent"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            collector.load_state_dict(ckpt["collector"])
+            sampler.load_state_dict(ckpt["sampler"])
             _set_rng_state(ckpt["rng"])
             start_update, global_step = ckpt["update"], ckpt["global_step"]
             last_log, last_ckpt = ckpt["last_log"], global_step
         else:
-            collector.reset(seed)
             (run_dir / CONFIG).write_text(save_yaml(cfg))
 
         if start_update >= cfg.num_updates:
@@ -150,7 +148,9 @@ def train(
         if not resume:
             logger.text("hyperparameters", _hparams_markdown(cfg))
         bar = Progress(cfg.num_updates * cfg.batch_size, global_step, enabled=progress)
-        print(f"rlctl: {cfg.env.id} on {device} ({'resumed at step ' + str(global_step) if resume else 'new run'}),"
+        mode = cfg.run.sampler + (" + overlap" if cfg.run.overlap else "")
+        print(f"rlctl: {cfg.env.id} on {device}, {mode} sampler "
+              f"({'resumed at step ' + str(global_step) if resume else 'new run'}),"
               f" {cfg.num_updates} updates of {cfg.batch_size} steps → {run_dir}", flush=True)
 
         recent: deque[float] = deque(maxlen=100)
@@ -160,35 +160,47 @@ def train(
         def checkpoint(next_update: int) -> None:
             save_checkpoint(run_dir / CHECKPOINT, {
                 "config": save_yaml(cfg), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
-                "collector": collector.state_dict(), "rng": _rng_state(), "update": next_update,
+                "sampler": sampler.state_dict(), "rng": _rng_state(), "update": next_update,
                 "global_step": global_step, "last_log": last_log,
-                "obs_space": repr(envs.single_observation_space), "action_space": repr(envs.single_action_space),
+                "obs_space": repr(adapter.obs_space), "action_space": repr(adapter.action_space),
             })
 
+        overlap = cfg.run.overlap
+        sampler.publish(agent)
+        sampler.launch(global_step)
         for update in range(start_update, cfg.num_updates):
             lr = cfg.ppo.learning_rate * (1.0 - update / cfg.num_updates) if cfg.ppo.anneal_lr \
                 else cfg.ppo.learning_rate
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-            info = collector.collect(rollout, global_step)
+            rollout, info = sampler.wait()
+            rollout = rollout.to(device)
+            if isinstance(sampler, ProcessSampler):
+                sampler.sync_stats(agent)
             global_step += cfg.batch_size
+            last_update = update == cfg.num_updates - 1
+            if overlap and not last_update:
+                sampler.launch(global_step)  # collect the next rollout with these (pre-update) weights
             advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.next_values,
                                               rollout.terminated, rollout.truncated, cfg.ppo.gamma,
                                               cfg.ppo.gae_lambda)
             batch = rollout.flat()
             batch["advantages"], batch["returns"] = advantages.flatten(), returns.flatten()
             stats = ppo_update(agent, optimizer, batch, cfg.ppo)
+            sampler.publish(agent)
+            if not overlap and not last_update:
+                sampler.launch(global_step)
 
             for ep in info.episodes:
                 logger.scalar("charts/episodic_return", ep.ret, ep.step)
                 logger.scalar("charts/episodic_length", ep.length, ep.step)
                 recent.append(ep.ret)
                 all_returns.append(ep.ret)
-            last_update = update == cfg.num_updates - 1
             scalars = {f"losses/{k}": v for k, v in stats.items() if k != "epochs"}
             scalars["losses/update_epochs"] = stats["epochs"]
             scalars["charts/learning_rate"] = lr
+            scalars["charts/policy_lag"] = float(sampler.policy_lag)
             scalars["charts/SPS"] = (global_step - step_start) / (time.perf_counter() - t_start)
             scalars.update({f"reward/{k}": v for k, v in info.reward_components.items()})
             if global_step - last_log >= cfg.run.log_every or last_update:
@@ -217,7 +229,19 @@ def train(
         logger.close()
         return TrainResult(run_dir, global_step, all_returns, final_eval, agent)
     finally:
-        envs.close()
+        sampler.close()
+
+
+def _make_sampler(cfg: Config, agent: ActorCritic, adapter: SpaceAdapter, template: Rollout, device: torch.device,
+                  reward_fn: RewardFn | None) -> InlineSampler | ProcessSampler:
+    """The rollout source the config asks for (see :mod:`rlctl.sampler`)."""
+    if cfg.run.sampler == "process":
+        return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn)
+    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
+                           cfg.env.max_episode_steps, reward_fn=reward_fn)
+    collector = Collector(envs, agent, adapter, cfg.ppo, device)
+    collector.reset(cfg.run.seed)
+    return InlineSampler(collector, template)
 
 
 def load_run_config(run_dir: Path) -> Config:
