@@ -116,22 +116,30 @@ def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int
 # ---------------------------------------------------------------------------------------------
 
 
+SPS_VARIANTS = (
+    ("rlctl", 1, "rlctl, inline sampler (default)"),
+    ("rlctl-overlap", 1, "rlctl, process sampler + overlap"),
+    ("sb3", 0, "SB3 (torch default threads)"),
+    ("sb3", 1, "SB3 (1 torch thread)"),
+    ("ceiling", 1, "env-step ceiling: random actions, no learning"),
+)
+
+
 def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> None:
     _require_sb3()
-    variants = [("rlctl", 1, "rlctl (1 torch thread, its default)"),
-                ("sb3", 0, "SB3 (torch default threads)"),
-                ("sb3", 1, "SB3 (1 torch thread)")]
     rows: list[dict[str, Any]] = []
     tmp = out / ".sps.json"
     for rep in range(repeats):
-        for lib, threads, label in variants:
+        for lib, threads, label in SPS_VARIANTS:
             res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp)
             rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
                          "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1)})
             print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS", flush=True)
     tmp.unlink(missing_ok=True)
-    medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label) for _, _, label in variants}
-    ours = medians[variants[0][2]]
+    medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label)
+               for _, _, label in SPS_VARIANTS}
+    sb3 = medians[SPS_VARIANTS[2][2]]
+    ceiling = medians[SPS_VARIANTS[4][2]]
     stem = f"sps_{env}_{preset}"
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -141,13 +149,16 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> Non
         f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
         f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}`  ",
         f"Machine: {_machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps "
-        "(wall time includes env and model construction); variants are interleaved; median of repeats.", "",
-        "| variant | median SPS | rlctl ÷ variant | runs (SPS) |", "|---|---:|---:|---|",
+        f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps with "
+        "the same resolved config (wall time includes env and model construction); variants are interleaved "
+        "within each repeat; the table gives the median over repeats.", "",
+        "| variant | median SPS | ÷ SB3 (default threads) | ÷ env-step ceiling | runs (SPS) |",
+        "|---|---:|---:|---:|---|",
     ]
-    for _, _, label in variants:
+    for _, _, label in SPS_VARIANTS:
         runs = ", ".join(f"{r['sps']:,.0f}" for r in rows if r["variant"] == label)
-        lines.append(f"| {label} | {medians[label]:,.0f} | {ours / medians[label]:.2f}× | {runs} |")
+        lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
+                     f"{100 * medians[label] / ceiling:.0f}% | {runs} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset})")
     print("\n".join(lines))
@@ -161,7 +172,8 @@ def _plot_sps(medians: dict[str, float], rows: list[dict[str, Any]], path: Path,
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     labels = list(medians)
-    ax.barh(labels, [medians[k] for k in labels], color=["tab:blue", "tab:gray", "tab:gray"][: len(labels)])
+    colors = ["tab:blue" if k.startswith("rlctl") else "tab:green" if "ceiling" in k else "tab:gray" for k in labels]
+    ax.barh(labels, [medians[k] for k in labels], color=colors)
     for i, label in enumerate(labels):
         pts = [r["sps"] for r in rows if r["variant"] == label]
         ax.plot(pts, [i] * len(pts), "k.", ms=5)

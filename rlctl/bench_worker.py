@@ -4,7 +4,8 @@ Both libraries get the *same* resolved rlctl config; :func:`sb3_kwargs` is the t
 result JSON holds wall time, SPS, every training episode (step, raw return) and a deterministic
 evaluation with frozen observation statistics.
 
-Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json``
+Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json`` with LIB one of
+``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``sb3``, ``ceiling`` (random actions, no learning).
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
     return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"]}
 
 
+def run_ceiling(cfg: Config) -> dict[str, Any]:
+    """Random actions through the same vector env, no policy, no learning: the env-step ceiling."""
+    from envs.make import make_vector_env
+
+    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
+                           cfg.env.max_episode_steps)
+    envs.action_space.seed(cfg.run.seed)
+    t0 = time.perf_counter()
+    envs.reset(seed=cfg.run.seed)
+    steps = 0
+    while steps < cfg.num_updates * cfg.batch_size:
+        envs.step(envs.action_space.sample())
+        steps += cfg.env.num_envs
+    wall = time.perf_counter() - t0
+    envs.close()
+    return {"wall_s": wall, "steps": steps, "episodes": [], "eval": [float("nan")]}
+
+
 def run_sb3(cfg: Config) -> dict[str, Any]:
     import gymnasium as gym
     from stable_baselines3 import PPO
@@ -119,13 +138,15 @@ def main(argv: list[str]) -> int:
 
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
-    runner = {"rlctl": run_rlctl, "sb3": run_sb3}[lib]
+    if lib == "rlctl-overlap":
+        cfg.run.sampler, cfg.run.overlap = "process", True
+    runner = {"rlctl": run_rlctl, "rlctl-overlap": run_rlctl, "sb3": run_sb3, "ceiling": run_ceiling}[lib]
     res = runner(cfg)
     res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed),
                 "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"]})
     returns = [r for _, r in res["episodes"]]
     res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
-    res["eval_mean"] = float(np.mean(res["eval"]))
+    res["eval_mean"] = float(np.mean(res["eval"])) if res["eval"] else float("nan")
     tmp = out + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(res, fh)
