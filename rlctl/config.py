@@ -111,6 +111,10 @@ class RunConfig:
     """``inline`` (collect in the learner's process) or ``process`` (a sampler process with a policy copy)"""
     overlap: bool = False
     """with ``sampler=process``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
+    worker_timeout: float = 120.0
+    """seconds a sampler process may take for one rollout before it is deemed hung and restarted"""
+    max_worker_restarts: int = 3
+    """restarts of a failed sampler process before training stops with its error"""
     checkpoint_every: int = 50_000
     """environment steps between checkpoints (one is always written at the end)"""
     log_every: int = 2048

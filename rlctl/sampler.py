@@ -21,6 +21,7 @@ behaviour log-probs stored at collection, so the objective stays the one the dat
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from typing import Any
 
@@ -44,6 +45,7 @@ class InlineSampler:
     """Collects in the calling thread with the learner's policy (no copy, no lag)."""
 
     policy_lag = 0
+    restarts = 0
 
     def __init__(self, collector: Collector, rollout: Rollout) -> None:
         self.collector, self.rollout = collector, rollout
@@ -71,8 +73,12 @@ class InlineSampler:
         self.collector.envs.close()
 
 
+class SamplerLost(Exception):
+    """The sampler process raised, died or hung; the learner restarts it."""
+
+
 def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor]], stats: dict[str, torch.Tensor],
-                  rollouts: list[Rollout], seed: int, reward_fn_bytes: bytes | None) -> None:
+                  rollouts: list[Rollout], seed: int, reward_fn_bytes: bytes | None, restore_stats: bool) -> None:
     """Child process: build envs and a policy copy, then serve collect/state/load commands."""
     try:
         from envs.make import make_vector_env
@@ -95,6 +101,10 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
         conn.send(("error", traceback.format_exc()))
         return
     own = {k: v for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+    if restore_stats:
+        with torch.no_grad():
+            for key, value in own.items():
+                value.copy_(stats[key])
     while True:
         cmd, *args = conn.recv()
         try:
@@ -131,8 +141,12 @@ class ProcessSampler:
     """Collects in a child process into shared-memory rollouts; see the module docstring."""
 
     def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
-                 reward_fn: Any = None) -> None:
+                 reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3) -> None:
         self.policy_lag = 1 if overlap else 0
+        self.restarts = 0
+        self.timeout, self.max_restarts = timeout, max_restarts
+        self._cfg_yaml, self._seed = cfg_yaml, seed
+        self._reward_fn = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
         state = {k: v.detach().cpu() for k, v in agent.state_dict().items()}
         # Two weight slots: the learner writes one while the sampler may still read the other.
         self.weights = [{k: v.clone().share_memory_() for k, v in state.items()} for _ in range(2)]
@@ -142,22 +156,63 @@ class ProcessSampler:
         self._buf = 0
         self._in_flight: int | None = None
         self._pending: tuple[int, RolloutInfo] | None = None
+        self._last_command: tuple[Any, ...] | None = None
+        self._start(restore_stats=False)
+        self._reply(start_up=True)
+
+    def _start(self, restore_stats: bool) -> None:
+        # A restarted sampler gets fresh envs under a new seed and the normalizer statistics so far.
         ctx = tmp.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_sampler_main, daemon=True,
-                                args=(child, cfg_yaml, self.weights, self.stats, self.rollouts, seed,
-                                      cloudpickle.dumps(reward_fn) if reward_fn is not None else None))
+                                args=(child, self._cfg_yaml, self.weights, self.stats, self.rollouts,
+                                      self._seed + 7919 * self.restarts, self._reward_fn, restore_stats))
         self.proc.start()
         child.close()
-        self._reply()  # ready
 
-    def _reply(self) -> Any:
-        if not self.conn.poll(600):
-            raise RuntimeError("sampler process did not answer within 600 s")
-        status, payload = self.conn.recv()
+    def _reply(self, start_up: bool = False) -> Any:
+        """The child's answer; start-up failures raise, later failures raise :class:`SamplerLost`."""
+        timeout = 600.0 if start_up else self.timeout
+        try:
+            if not self.conn.poll(timeout):
+                raise SamplerLost(f"no answer within {timeout:.0f} s (hung?)")
+            status, payload = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise SamplerLost(f"the sampler process died (exit code {self.proc.exitcode})") from exc
         if status == "error":
-            raise RuntimeError(f"sampler process failed:\n{payload}")
+            if start_up:
+                raise RuntimeError(f"sampler process failed to start:\n{payload}")
+            raise SamplerLost(payload)
         return payload
+
+    def _send(self, *command: Any) -> None:
+        self._last_command = command
+        with contextlib.suppress(BrokenPipeError, OSError):  # a dead process shows up in the reply
+            self.conn.send(command)
+
+    def _recover(self, reason: SamplerLost) -> None:
+        """Kill and restart the sampler (its partial rollout is discarded), then repeat the last command."""
+        self.restarts += 1
+        if self.restarts > self.max_restarts:
+            raise RuntimeError(f"sampler process failed {self.restarts} times (run.max_worker_restarts = "
+                               f"{self.max_restarts}); last failure:\n{reason}") from None
+        print(f"rlctl: sampler process lost ({str(reason).strip().splitlines()[-1]}); restart "
+              f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=10)
+        self._start(restore_stats=True)
+        self._reply(start_up=True)
+        assert self._last_command is not None
+        self._send(*self._last_command)
+
+    def _call(self) -> Any:
+        """Wait for the answer to the last command, restarting the sampler as often as allowed."""
+        while True:
+            try:
+                return self._reply()
+            except SamplerLost as lost:
+                self._recover(lost)
 
     def publish(self, agent: ActorCritic) -> None:
         self._slot = 1 - self._slot
@@ -170,13 +225,13 @@ class ProcessSampler:
         if self._pending is not None:  # restored from a checkpoint: that rollout is already here
             return
         self._buf = 1 - self._buf
-        self.conn.send(("collect", self._buf, self._slot, global_step))
+        self._send("collect", self._buf, self._slot, global_step)
         self._in_flight = self._buf
 
     def _finish(self) -> tuple[int, RolloutInfo]:
         if self._pending is None:
             assert self._in_flight is not None, "launch() first"
-            self._pending = (self._in_flight, self._reply())
+            self._pending = (self._in_flight, self._call())
             self._in_flight = None
         return self._pending
 
@@ -198,12 +253,12 @@ class ProcessSampler:
             buf, info = self._finish()
             pending = {"rollout": {k: v.clone() for k, v in vars(self.rollouts[buf]).items()},
                        "info": info.to_plain()}
-        self.conn.send(("state",))
-        return {"sampler": self._reply(), "pending": pending}
+        self._send("state")
+        return {"sampler": self._call(), "pending": pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.conn.send(("load", state["sampler"]))
-        self._reply()
+        self._send("load", state["sampler"])
+        self._call()
         if state["pending"] is not None:
             for key, value in state["pending"]["rollout"].items():
                 getattr(self.rollouts[0], key).copy_(value)
@@ -215,7 +270,7 @@ class ProcessSampler:
             try:
                 self.conn.send(("close",))
                 self._reply()
-            except (OSError, EOFError, RuntimeError):
+            except (OSError, EOFError, SamplerLost):
                 pass
             self.proc.join(timeout=10)
             if self.proc.is_alive():

@@ -201,6 +201,7 @@ def train(
             scalars["losses/update_epochs"] = stats["epochs"]
             scalars["charts/learning_rate"] = lr
             scalars["charts/policy_lag"] = float(sampler.policy_lag)
+            scalars["charts/worker_restarts"] = float(sampler.restarts)
             scalars["charts/SPS"] = (global_step - step_start) / (time.perf_counter() - t_start)
             scalars.update({f"reward/{k}": v for k, v in info.reward_components.items()})
             if global_step - last_log >= cfg.run.log_every or last_update:
@@ -236,7 +237,8 @@ def _make_sampler(cfg: Config, agent: ActorCritic, adapter: SpaceAdapter, templa
                   reward_fn: RewardFn | None) -> InlineSampler | ProcessSampler:
     """The rollout source the config asks for (see :mod:`rlctl.sampler`)."""
     if cfg.run.sampler == "process":
-        return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn)
+        return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
+                              cfg.run.worker_timeout, cfg.run.max_worker_restarts)
     envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
                            cfg.env.max_episode_steps, reward_fn=reward_fn)
     collector = Collector(envs, agent, adapter, cfg.ppo, device)
