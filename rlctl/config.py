@@ -107,6 +107,8 @@ class RunConfig:
     """``auto``, ``cpu`` or ``cuda``; auto takes CUDA when present"""
     torch_threads: int = 1
     """torch CPU threads; 1 is fastest for small MLPs and keeps runs deterministic"""
+    compile: bool = False
+    """run the minibatch loss and the optimizer step through torch.compile (~2x faster updates, ~20 s to compile)"""
     sampler: str = "inline"
     """``inline`` (collect in the learner's process) or ``process`` (a sampler process with a policy copy)"""
     overlap: bool = False
