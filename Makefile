@@ -30,7 +30,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 bench-sps: $(VENV)/.installed
-	$(BIN)/rlctl bench sps --env HalfCheetah-v5 --preset sb3-default --steps 20480 --repeats 3 --out results
+	$(BIN)/rlctl bench sps --env HalfCheetah-v5 --preset sb3-default --steps 102400 --repeats 3 --out results
 
 bench-returns: $(VENV)/.installed
 	$(BIN)/rlctl bench returns --envs HalfCheetah-v5,Hopper-v5 --preset default --seeds 3 --steps 1000000 --jobs 2 --out results

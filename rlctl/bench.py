@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     s = bsub.add_parser("sps", help="throughput of rlctl vs SB3")
     s.add_argument("--env", default="HalfCheetah-v5", help="env id (default HalfCheetah-v5)")
     s.add_argument("--preset", default="sb3-default", help="shared hyperparameters (default sb3-default)")
-    s.add_argument("--steps", type=int, default=20480, help="steps per measurement (default 20480)")
+    s.add_argument("--steps", type=int, default=102400, help="steps per measurement (default 102400)")
     s.add_argument("--repeats", type=int, default=3, help="interleaved repeats per library (default 3)")
     s.add_argument("--out", default="results", help="output directory (default results/)")
 
@@ -119,6 +119,7 @@ def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int
 SPS_VARIANTS = (
     ("rlctl", 1, "rlctl, inline sampler (default)"),
     ("rlctl-overlap", 1, "rlctl, process sampler + overlap"),
+    ("rlctl-fast", 1, "rlctl, process sampler + overlap + compile"),
     ("sb3", 0, "SB3 (torch default threads)"),
     ("sb3", 1, "SB3 (1 torch thread)"),
     ("ceiling", 1, "env-step ceiling: random actions, no learning"),
@@ -138,8 +139,8 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> Non
     tmp.unlink(missing_ok=True)
     medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label)
                for _, _, label in SPS_VARIANTS}
-    sb3 = medians[SPS_VARIANTS[2][2]]
-    ceiling = medians[SPS_VARIANTS[4][2]]
+    sb3 = medians[next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)]
+    ceiling = medians[next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")]
     stem = f"sps_{env}_{preset}"
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -5,7 +5,8 @@ result JSON holds wall time, SPS, every training episode (step, raw return) and 
 evaluation with frozen observation statistics.
 
 Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json`` with LIB one of
-``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``sb3``, ``ceiling`` (random actions, no learning).
+``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``rlctl-fast`` (process sampler + overlap +
+``run.compile``), ``sb3``, ``ceiling`` (random actions through the same vector env, no learning).
 """
 
 from __future__ import annotations
@@ -138,9 +139,10 @@ def main(argv: list[str]) -> int:
 
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
-    if lib == "rlctl-overlap":
+    if lib in ("rlctl-overlap", "rlctl-fast"):
         cfg.run.sampler, cfg.run.overlap = "process", True
-    runner = {"rlctl": run_rlctl, "rlctl-overlap": run_rlctl, "sb3": run_sb3, "ceiling": run_ceiling}[lib]
+    cfg.run.compile = lib == "rlctl-fast"
+    runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
     res = runner(cfg)
     res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed),
                 "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"]})
