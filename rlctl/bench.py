@@ -38,6 +38,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--preset", default="sb3-default", help="shared hyperparameters (default sb3-default)")
     s.add_argument("--steps", type=int, default=102400, help="steps per measurement (default 102400)")
     s.add_argument("--repeats", type=int, default=3, help="interleaved repeats per library (default 3)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to both libraries, e.g. env.num_envs=8")
+    s.add_argument("--tag", default="", help="suffix for the output file names (e.g. 8env)")
     s.add_argument("--out", default="results", help="output directory (default results/)")
 
     r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
@@ -59,7 +62,7 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_verb == "sps":
-        bench_sps(args.env, args.preset, args.steps, args.repeats, out)
+        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag)
     elif args.bench_verb == "returns":
         libs = [x for x in args.libs.split(",") if x]
         bad = [x for x in libs if x not in LIBS]
@@ -102,9 +105,10 @@ def _machine() -> str:
             f"gymnasium {gymnasium.__version__}, stable-baselines3 {sb3}")
 
 
-def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int, out: Path) -> dict[str, Any]:
+def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int, out: Path,
+            set_items: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), str(threads),
-           str(out)]
+           str(out), *set_items]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bench worker failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -126,13 +130,16 @@ SPS_VARIANTS = (
 )
 
 
-def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> None:
+def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str], tag: str) -> None:
     _require_sb3()
+    from rlctl.config import resolve_config
+
+    cfg, _ = resolve_config(env, preset, None, set_items)  # validate the overrides before any run
     rows: list[dict[str, Any]] = []
     tmp = out / ".sps.json"
     for rep in range(repeats):
         for lib, threads, label in SPS_VARIANTS:
-            res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp)
+            res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp, set_items)
             rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
                          "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1)})
             print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS", flush=True)
@@ -141,14 +148,18 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> Non
                for _, _, label in SPS_VARIANTS}
     sb3 = medians[next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)]
     ceiling = medians[next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")]
-    stem = f"sps_{env}_{preset}"
+    stem = f"sps_{env}_{preset}" + (f"_{tag}" if tag else "")
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     lines = [
         f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
-        f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}`  ",
+        f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}"
+        + "".join(f" --set {item}" for item in set_items) + (f" --tag {tag}" if tag else "") + "`  ",
+        f"Shared settings: {cfg.env.num_envs} env(s) × {cfg.ppo.num_steps} steps per rollout, minibatch "
+        f"{cfg.ppo.minibatch_size}, {cfg.ppo.update_epochs} epochs, {cfg.policy.hidden_sizes} {cfg.policy.activation} "
+        f"networks, normalization obs={cfg.policy.normalize_obs} reward={cfg.ppo.normalize_reward}.  ",
         f"Machine: {_machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps with "
         "the same resolved config (wall time includes env and model construction); variants are interleaved "
@@ -161,7 +172,7 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path) -> Non
         lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
                      f"{100 * medians[label] / ceiling:.0f}% | {runs} |")
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset})")
+    _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
     print("\n".join(lines))
 
 

@@ -4,7 +4,7 @@ Both libraries get the *same* resolved rlctl config; :func:`sb3_kwargs` is the t
 result JSON holds wall time, SPS, every training episode (step, raw return) and a deterministic
 evaluation with frozen observation statistics.
 
-Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json`` with LIB one of
+Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json [KEY=VALUE ...]`` with LIB one of
 ``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``rlctl-fast`` (process sampler + overlap +
 ``run.compile``), ``sb3``, ``ceiling`` (random actions through the same vector env, no learning).
 """
@@ -129,12 +129,12 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    lib, env_id, preset, steps, seed, threads, out = argv
+    lib, env_id, preset, steps, seed, threads, out, *set_items = argv
     cfg, _ = resolve_config(env_id, None if preset == "-" else preset, {
         "ppo": {"total_timesteps": int(steps)},
         "run": {"seed": int(seed), "eval_episodes": 0, "device": "cpu", "torch_threads": max(1, int(threads)),
                 "checkpoint_every": 10**12},
-    })
+    }, set_items)
     import torch
 
     if int(threads) > 0:
