@@ -57,9 +57,13 @@ class Collector:
         adapter: SpaceAdapter,
         ppo: PPOConfig,
         device: torch.device,
+        steps_per_row: int | None = None,
     ) -> None:
         self.envs, self.agent, self.adapter, self.ppo, self.device = envs, agent, adapter, ppo, device
         n = envs.num_envs
+        # Env steps per rollout row across *all* workers (for episode step stamps); this collector's own
+        # env count when it is the only one.
+        self.steps_per_row = steps_per_row or n
         self.next_obs: np.ndarray | None = None
         self.ep_returns = np.zeros(n, dtype=np.float64)
         self.ep_lengths = np.zeros(n, dtype=np.int64)
@@ -137,7 +141,7 @@ class Collector:
                         comp_sums[name] = comp_sums.get(name, 0.0) + float(np.asarray(values)[mask].sum())
 
             for i in np.nonzero(done)[0]:
-                episodes.append(Episode(global_step + (t + 1) * num_envs, float(self.ep_returns[i]),
+                episodes.append(Episode(global_step + (t + 1) * self.steps_per_row, float(self.ep_returns[i]),
                                         int(self.ep_lengths[i])))
                 self.ep_returns[i] = 0.0
                 self.ep_lengths[i] = 0

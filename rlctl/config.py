@@ -113,6 +113,8 @@ class RunConfig:
     """``inline`` (collect in the learner's process) or ``process`` (a sampler process with a policy copy)"""
     overlap: bool = False
     """with ``sampler=process``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
+    num_workers: int = 1
+    """with ``sampler=process``: sampler processes, each stepping num_envs / num_workers envs"""
     worker_timeout: float = 120.0
     """seconds a sampler process may take for one rollout before it is deemed hung and restarted"""
     max_worker_restarts: int = 3
@@ -260,6 +262,11 @@ def validate(cfg: Config) -> None:
         )
     if cfg.run.overlap and cfg.run.sampler == "inline":
         raise UserError("run.overlap=true needs run.sampler=process (inline collection cannot overlap)")
+    if cfg.run.num_workers < 1 or cfg.env.num_envs % cfg.run.num_workers:
+        raise UserError(f"run.num_workers ({cfg.run.num_workers}) must be >= 1 and divide env.num_envs "
+                        f"({cfg.env.num_envs})")
+    if cfg.run.num_workers > 1 and cfg.run.sampler == "inline":
+        raise UserError("run.num_workers > 1 needs run.sampler=process")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:

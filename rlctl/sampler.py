@@ -74,12 +74,14 @@ class InlineSampler:
 
 
 class SamplerLost(Exception):
-    """The sampler process raised, died or hung; the learner restarts it."""
+    """A sampler process raised, died or hung; the learner restarts it."""
 
 
-def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor]], stats: dict[str, torch.Tensor],
-                  rollouts: list[Rollout], seed: int, reward_fn_bytes: bytes | None, restore_stats: bool) -> None:
-    """Child process: build envs and a policy copy, then serve collect/state/load commands."""
+def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor]],
+                  stats_in: dict[str, torch.Tensor], stats_out: dict[str, torch.Tensor], rollouts: list[Rollout],
+                  env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None) -> None:
+    """Child process: envs ``[start, start + count)`` and a policy copy; serves collect/state/load."""
+    start, count = env_slice
     try:
         from envs.make import make_vector_env
         from rlctl.config import load_yaml
@@ -88,23 +90,20 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
 
         torch.set_num_threads(1)
         cfg = load_yaml(cfg_yaml)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + 104_729 * start)
         reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
-        envs = make_vector_env(cfg.env.id, cfg.env.num_envs, "sync", cfg.env.kwargs, cfg.env.max_episode_steps,
+        envs = make_vector_env(cfg.env.id, count, "sync", cfg.env.kwargs, cfg.env.max_episode_steps,
                                reward_fn=reward_fn)
         adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
         agent = build_agent(cfg, adapter, torch.device("cpu"))
-        collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"))
-        collector.reset(seed)
+        collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs)
+        collector.reset(seed + start)  # env i of the whole vector is seeded with seed + i, as inline
+        columns = [Rollout(**{k: v[:, start:start + count] for k, v in vars(r).items()}) for r in rollouts]
         conn.send(("ready", None))
     except BaseException:  # report start-up failures to the learner instead of dying silently
         conn.send(("error", traceback.format_exc()))
         return
     own = {k: v for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
-    if restore_stats:
-        with torch.no_grad():
-            for key, value in own.items():
-                value.copy_(stats[key])
     while True:
         cmd, *args = conn.recv()
         try:
@@ -112,22 +111,16 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
                 buf, slot, global_step = args
                 with torch.no_grad():
                     for key, value in agent.state_dict().items():
-                        if not _is_sampler_owned(key):
-                            value.copy_(weights[slot][key])
-                info = collector.collect(rollouts[buf], global_step)
+                        value.copy_(stats_in[key] if _is_sampler_owned(key) else weights[slot][key])
+                info = collector.collect(columns[buf], global_step)
                 for key, value in own.items():
-                    stats[key].copy_(value)
+                    stats_out[key].copy_(value)
                 conn.send(("ok", info))
             elif cmd == "state":
-                conn.send(("ok", {"collector": collector.state_dict(), "rng": torch.get_rng_state(),
-                                  "stats": {k: v.clone() for k, v in own.items()}}))
+                conn.send(("ok", {"collector": collector.state_dict(), "rng": torch.get_rng_state()}))
             elif cmd == "load":
-                state = args[0]
-                collector.load_state_dict(state["collector"])
-                torch.set_rng_state(state["rng"])
-                with torch.no_grad():
-                    for key, value in own.items():
-                        value.copy_(state["stats"][key])
+                collector.load_state_dict(args[0]["collector"])
+                torch.set_rng_state(args[0]["rng"])
                 conn.send(("ok", None))
             elif cmd == "close":
                 envs.close()
@@ -137,40 +130,26 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
             conn.send(("error", traceback.format_exc()))
 
 
-class ProcessSampler:
-    """Collects in a child process into shared-memory rollouts; see the module docstring."""
+class _Worker:
+    """One sampler process, its pipe, and what it takes to restart it."""
 
-    def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
-                 reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3) -> None:
-        self.policy_lag = 1 if overlap else 0
-        self.restarts = 0
-        self.timeout, self.max_restarts = timeout, max_restarts
-        self._cfg_yaml, self._seed = cfg_yaml, seed
-        self._reward_fn = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
-        state = {k: v.detach().cpu() for k, v in agent.state_dict().items()}
-        # Two weight slots: the learner writes one while the sampler may still read the other.
-        self.weights = [{k: v.clone().share_memory_() for k, v in state.items()} for _ in range(2)]
-        self.stats = {k: v.clone().share_memory_() for k, v in state.items() if _is_sampler_owned(k)}
-        self.rollouts = [_shared_like(template) for _ in range(2)]
-        self._slot = 0
-        self._buf = 0
-        self._in_flight: int | None = None
-        self._pending: tuple[int, RolloutInfo] | None = None
-        self._last_command: tuple[Any, ...] | None = None
-        self._start(restore_stats=False)
-        self._reply(start_up=True)
+    def __init__(self, index: int, env_slice: tuple[int, int], launch: Any, timeout: float) -> None:
+        self.index, self.env_slice, self._launch, self.timeout = index, env_slice, launch, timeout
+        self.generation = 0
+        self.last_command: tuple[Any, ...] | None = None
+        self.start()
 
-    def _start(self, restore_stats: bool) -> None:
-        # A restarted sampler gets fresh envs under a new seed and the normalizer statistics so far.
-        ctx = tmp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_sampler_main, daemon=True,
-                                args=(child, self._cfg_yaml, self.weights, self.stats, self.rollouts,
-                                      self._seed + 7919 * self.restarts, self._reward_fn, restore_stats))
-        self.proc.start()
-        child.close()
+    def start(self) -> None:
+        # A restarted worker gets fresh envs under a new seed; its statistics come from the learner.
+        self.conn, self.proc = self._launch(self.env_slice, 7919 * self.generation)
+        self.reply(start_up=True)
 
-    def _reply(self, start_up: bool = False) -> Any:
+    def send(self, *command: Any) -> None:
+        self.last_command = command
+        with contextlib.suppress(BrokenPipeError, OSError):  # a dead process shows up in the reply
+            self.conn.send(command)
+
+    def reply(self, start_up: bool = False) -> Any:
         """The child's answer; start-up failures raise, later failures raise :class:`SamplerLost`."""
         timeout = 600.0 if start_up else self.timeout
         try:
@@ -185,34 +164,86 @@ class ProcessSampler:
             raise SamplerLost(payload)
         return payload
 
-    def _send(self, *command: Any) -> None:
-        self._last_command = command
-        with contextlib.suppress(BrokenPipeError, OSError):  # a dead process shows up in the reply
-            self.conn.send(command)
-
-    def _recover(self, reason: SamplerLost) -> None:
-        """Kill and restart the sampler (its partial rollout is discarded), then repeat the last command."""
-        self.restarts += 1
-        if self.restarts > self.max_restarts:
-            raise RuntimeError(f"sampler process failed {self.restarts} times (run.max_worker_restarts = "
-                               f"{self.max_restarts}); last failure:\n{reason}") from None
-        print(f"rlctl: sampler process lost ({str(reason).strip().splitlines()[-1]}); restart "
-              f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+    def restart(self) -> None:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(timeout=10)
-        self._start(restore_stats=True)
-        self._reply(start_up=True)
-        assert self._last_command is not None
-        self._send(*self._last_command)
+        self.generation += 1
+        self.start()
+        assert self.last_command is not None
+        self.send(*self.last_command)
 
-    def _call(self) -> Any:
-        """Wait for the answer to the last command, restarting the sampler as often as allowed."""
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(("close",))
+                self.reply()
+            except (OSError, EOFError, SamplerLost):
+                pass
+            self.proc.join(timeout=10)
+            if self.proc.is_alive():
+                self.proc.kill()
+
+
+class ProcessSampler:
+    """Collects in ``num_workers`` child processes into shared-memory rollouts; see the module docstring.
+
+    Worker k steps envs ``[k·n, (k+1)·n)`` (n = num_envs / num_workers) and writes those columns of the
+    shared rollout. Normalizer statistics: every worker starts a rollout from the learner's global
+    statistics and updates its own copy per step; afterwards the learner recovers each worker's increment
+    exactly (un-merging the running moments) and merges them all. With one worker that is the inline
+    per-step scheme, bit for bit.
+    """
+
+    def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
+                 reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1) -> None:
+        self.policy_lag = 1 if overlap else 0
+        self.restarts = 0
+        self.max_restarts = max_restarts
+        num_envs = template.rewards.shape[1]
+        if num_envs % num_workers:
+            raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
+        state = {k: v.detach().cpu() for k, v in agent.state_dict().items()}
+        # Two weight slots: the learner writes one while the workers may still read the other.
+        self.weights = [{k: v.clone().share_memory_() for k, v in state.items()} for _ in range(2)]
+        self.stats_in = {k: v.clone().share_memory_() for k, v in state.items() if _is_sampler_owned(k)}
+        self.stats_out = [{k: v.clone().share_memory_() for k, v in self.stats_in.items()}
+                          for _ in range(num_workers)]
+        self.rollouts = [_shared_like(template) for _ in range(2)]
+        self._slot = 0
+        self._buf = 0
+        self._in_flight: int | None = None
+        self._pending: tuple[int, RolloutInfo] | None = None
+        reward_bytes = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
+        ctx = tmp.get_context("spawn")
+
+        def launch(index: int) -> Any:
+            def start(env_slice: tuple[int, int], seed_offset: int) -> tuple[Any, Any]:
+                conn, child = ctx.Pipe()
+                proc = ctx.Process(target=_sampler_main, daemon=True,
+                                   args=(child, cfg_yaml, self.weights, self.stats_in, self.stats_out[index],
+                                         self.rollouts, env_slice, seed + seed_offset, reward_bytes))
+                proc.start()
+                child.close()
+                return conn, proc
+            return start
+
+        n = num_envs // num_workers
+        self.workers = [_Worker(k, (k * n, n), launch(k), timeout) for k in range(num_workers)]
+
+    def _call(self, worker: _Worker) -> Any:
+        """Wait for ``worker``'s answer to its last command, restarting it as often as allowed."""
         while True:
             try:
-                return self._reply()
+                return worker.reply()
             except SamplerLost as lost:
-                self._recover(lost)
+                self.restarts += 1
+                if self.restarts > self.max_restarts:
+                    raise RuntimeError(f"sampler process failed {self.restarts} times (run.max_worker_restarts = "
+                                       f"{self.max_restarts}); last failure:\n{lost}") from None
+                print(f"rlctl: sampler worker {worker.index} lost ({str(lost).strip().splitlines()[-1]}); "
+                      f"restart {self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+                worker.restart()
 
     def publish(self, agent: ActorCritic) -> None:
         self._slot = 1 - self._slot
@@ -225,15 +256,38 @@ class ProcessSampler:
         if self._pending is not None:  # restored from a checkpoint: that rollout is already here
             return
         self._buf = 1 - self._buf
-        self._send("collect", self._buf, self._slot, global_step)
+        for worker in self.workers:
+            worker.send("collect", self._buf, self._slot, global_step)
         self._in_flight = self._buf
 
     def _finish(self) -> tuple[int, RolloutInfo]:
         if self._pending is None:
             assert self._in_flight is not None, "launch() first"
-            self._pending = (self._in_flight, self._call())
+            infos = [self._call(worker) for worker in self.workers]
+            self._merge_stats()
+            episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
+            names = sorted({name for info in infos for name in info.reward_components})
+            components = {name: sum(i.reward_components.get(name, 0.0) for i in infos) / len(infos)
+                          for name in names}
+            self._pending = (self._in_flight, RolloutInfo(episodes, components))
             self._in_flight = None
         return self._pending
+
+    def _merge_stats(self) -> None:
+        """Fold every worker's statistics increment into the global statistics (``stats_in``)."""
+        with torch.no_grad():
+            if len(self.workers) == 1:
+                for key, value in self.stats_in.items():
+                    value.copy_(self.stats_out[0][key])
+                return
+            for prefix in {key.rsplit(".", 1)[0] for key in self.stats_in}:
+                base = tuple(self.stats_in[f"{prefix}.{k}"].clone() for k in ("mean", "var", "count"))
+                merged = base
+                for out in self.stats_out:
+                    inc = unmerge_moments(tuple(out[f"{prefix}.{k}"] for k in ("mean", "var", "count")), base)
+                    merged = merge_moments(merged, inc)
+                for k, value in zip(("mean", "var", "count"), merged, strict=True):
+                    self.stats_in[f"{prefix}.{k}"].copy_(value)
 
     def wait(self) -> tuple[Rollout, RolloutInfo]:
         buf, info = self._finish()
@@ -241,11 +295,11 @@ class ProcessSampler:
         return self.rollouts[buf], info
 
     def sync_stats(self, agent: ActorCritic) -> None:
-        """Copy the sampler's normalizer statistics into the learner's module (for eval and checkpoints)."""
+        """Copy the global normalizer statistics into the learner's module (for eval and checkpoints)."""
         with torch.no_grad():
             for key, value in agent.state_dict().items():
                 if _is_sampler_owned(key):
-                    value.copy_(self.stats[key])
+                    value.copy_(self.stats_in[key])
 
     def state_dict(self) -> dict[str, Any]:
         pending = None
@@ -253,12 +307,21 @@ class ProcessSampler:
             buf, info = self._finish()
             pending = {"rollout": {k: v.clone() for k, v in vars(self.rollouts[buf]).items()},
                        "info": info.to_plain()}
-        self._send("state")
-        return {"sampler": self._call(), "pending": pending}
+        for worker in self.workers:
+            worker.send("state")
+        workers = [self._call(worker) for worker in self.workers]
+        return {"workers": workers, "stats": {k: v.clone() for k, v in self.stats_in.items()}, "pending": pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._send("load", state["sampler"])
-        self._call()
+        if len(state["workers"]) != len(self.workers):
+            raise ValueError(f"checkpoint has {len(state['workers'])} sampler workers, config {len(self.workers)}")
+        for worker, worker_state in zip(self.workers, state["workers"], strict=True):
+            worker.send("load", worker_state)
+        for worker in self.workers:
+            self._call(worker)
+        with torch.no_grad():
+            for key, value in self.stats_in.items():
+                value.copy_(state["stats"][key])
         if state["pending"] is not None:
             for key, value in state["pending"]["rollout"].items():
                 getattr(self.rollouts[0], key).copy_(value)
@@ -266,15 +329,34 @@ class ProcessSampler:
             self._pending = (0, RolloutInfo.from_plain(state["pending"]["info"]))
 
     def close(self) -> None:
-        if self.proc.is_alive():
-            try:
-                self.conn.send(("close",))
-                self._reply()
-            except (OSError, EOFError, SamplerLost):
-                pass
-            self.proc.join(timeout=10)
-            if self.proc.is_alive():
-                self.proc.kill()
+        for worker in self.workers:
+            worker.close()
+
+
+Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Mean, variance and count of the union of two samples (Chan et al.'s parallel formula)."""
+    (ma, va, ca), (mb, vb, cb) = a, b
+    total = ca + cb
+    if float(cb) == 0.0:
+        return a
+    delta = mb - ma
+    mean = ma + delta * cb / total
+    m2 = va * ca + vb * cb + delta.pow(2) * ca * cb / total
+    return mean, m2 / total, total
+
+
+def unmerge_moments(whole: Moments, part: Moments) -> Moments:
+    """The moments of ``whole`` minus the sample ``part`` it was built on (inverse of :func:`merge_moments`)."""
+    (m1, v1, c1), (m0, v0, c0) = whole, part
+    count = c1 - c0
+    if float(count) <= 0.0:
+        return torch.zeros_like(m1), torch.ones_like(v1), torch.zeros_like(c1)
+    mean = (c1 * m1 - c0 * m0) / count
+    m2 = v1 * c1 - v0 * c0 - (mean - m0).pow(2) * c0 * count / c1
+    return mean, torch.clamp(m2 / count, min=0.0), count
 
 
 def _shared_like(template: Rollout) -> Rollout:

@@ -245,7 +245,7 @@ def _make_sampler(cfg: Config, agent: ActorCritic, adapter: SpaceAdapter, templa
     """The rollout source the config asks for (see :mod:`rlctl.sampler`)."""
     if cfg.run.sampler == "process":
         return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
-                              cfg.run.worker_timeout, cfg.run.max_worker_restarts)
+                              cfg.run.worker_timeout, cfg.run.max_worker_restarts, cfg.run.num_workers)
     envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
                            cfg.env.max_episode_steps, reward_fn=reward_fn)
     collector = Collector(envs, agent, adapter, cfg.ppo, device)

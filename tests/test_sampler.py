@@ -93,3 +93,49 @@ def test_hung_sampler_is_restarted_after_the_timeout(tmp_path: Path) -> None:
     assert result.global_step == 2048
     assert _restarts(tmp_path / "run")[-1] == 1.0
     assert time.perf_counter() - t0 < 120
+
+
+def test_unmerge_recovers_the_increment_and_merge_rebuilds_the_whole() -> None:
+    import torch
+
+    from rlctl.sampler import merge_moments, unmerge_moments
+
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return x.mean(0), x.var(0, unbiased=False), torch.tensor(float(x.shape[0]), dtype=torch.float64)
+
+    gen = torch.Generator().manual_seed(0)
+    old = torch.randn(5000, 3, generator=gen, dtype=torch.float64) * 3 + 1
+    new_a = torch.randn(700, 3, generator=gen, dtype=torch.float64) * 0.5 - 2
+    new_b = torch.randn(300, 3, generator=gen, dtype=torch.float64) * 2
+    base = moments(old)
+    inc = unmerge_moments(moments(torch.cat([old, new_a])), base)
+    for got, want in zip(inc, moments(new_a), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    merged = merge_moments(merge_moments(base, inc), unmerge_moments(moments(torch.cat([old, new_b])), base))
+    for got, want in zip(merged, moments(torch.cat([old, new_a, new_b])), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_two_workers_are_deterministic_resume_exactly_and_count_every_observation(tmp_path: Path) -> None:
+    def cfg():  # type: ignore[no-untyped-def]
+        c = _cfg(True)
+        c.run.num_workers = 2
+        return c
+
+    full = train(cfg(), tmp_path / "full", progress=False)
+    again = train(cfg(), tmp_path / "again", progress=False)
+    assert full.episode_returns == again.episode_returns
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "again"))
+
+    calls = {"n": 0}
+
+    def stop_after_three(_: dict) -> bool:
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    train(cfg(), tmp_path / "part", on_update=stop_after_three, progress=False)
+    train(cfg(), tmp_path / "part", resume=True, progress=False)
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    # every observation of every worker was folded into the global statistics exactly once
+    count = weights(tmp_path / "full")["obs_rms.count"].item()
+    assert count == pytest.approx(2048 + 1e-4, abs=1e-6)
