@@ -47,6 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         given = [flag for flag, value in (("--env", args.env), ("--preset", args.preset), ("--steps", args.steps),
                                           ("--seed", args.seed), ("--num-envs", args.num_envs),
+                                          ("--backend", args.backend), ("--num-workers", args.num_workers),
                                           ("--run-dir", args.run_dir)) if value is not None] + \
             (["--set"] if args.set else [])
         if given:
@@ -71,6 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("env", {})["num_envs"] = args.num_envs
     if args.device is not None:
         overrides.setdefault("run", {})["device"] = args.device
+    for flag, key in (("backend", "sampler"), ("num_workers", "num_workers"), ("ray_address", "ray_address")):
+        if getattr(args, flag) is not None:
+            overrides.setdefault("run", {})[key] = getattr(args, flag)
     cfg, preset = resolve_config(args.env, args.preset, overrides, args.set)
     from envs.make import check_env_id
 
@@ -184,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="run seed (run.seed); one seed gives one run")
     p.add_argument("--num-envs", type=int, help="parallel environment copies (env.num_envs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="learner device (run.device)")
+    p.add_argument("--backend", choices=("inline", "process", "ray"),
+                   help="where rollouts are collected (run.sampler; see README 'Samplers')")
+    p.add_argument("--num-workers", type=int, help="sampler workers for process/ray (run.num_workers)")
+    p.add_argument("--ray-address", help="Ray cluster to join, HOST:6379 (run.ray_address); default: local")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set ppo.gamma=0.98 --set policy.hidden_sizes=[256,256]")
     p.add_argument("--run-dir", help="where to write the run (default runs/<env>/ppo_s<seed>_<time>)")

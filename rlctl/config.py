@@ -110,11 +110,14 @@ class RunConfig:
     compile: bool = False
     """run the minibatch loss and the optimizer step through torch.compile (~2x faster updates, ~20 s to compile)"""
     sampler: str = "inline"
-    """``inline`` (collect in the learner's process) or ``process`` (a sampler process with a policy copy)"""
+    """``inline`` (collect in the learner's process), ``process`` (sampler processes with policy copies)
+    or ``ray`` (the same workers as Ray actors)"""
+    ray_address: str | None = None
+    """with ``sampler=ray``: the cluster to join (``HOST:6379``); none starts a local one on 127.0.0.1"""
     overlap: bool = False
-    """with ``sampler=process``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
+    """with ``sampler=process|ray``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
     num_workers: int = 1
-    """with ``sampler=process``: sampler processes, each stepping num_envs / num_workers envs"""
+    """with ``sampler=process|ray``: sampler workers, each stepping num_envs / num_workers envs"""
     worker_timeout: float = 120.0
     """seconds a sampler process may take for one rollout before it is deemed hung and restarted"""
     max_worker_restarts: int = 3
@@ -153,7 +156,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "env.vectorization": ("sync", "async"),
     "policy.activation": ("tanh", "relu", "elu"),
     "run.device": ("auto", "cpu", "cuda"),
-    "run.sampler": ("inline", "process"),
+    "run.sampler": ("inline", "process", "ray"),
 }
 
 
@@ -261,12 +264,12 @@ def validate(cfg: Config) -> None:
             f"num_steps × num_envs = {cfg.batch_size}"
         )
     if cfg.run.overlap and cfg.run.sampler == "inline":
-        raise UserError("run.overlap=true needs run.sampler=process (inline collection cannot overlap)")
+        raise UserError("run.overlap=true needs run.sampler=process or ray (inline collection cannot overlap)")
     if cfg.run.num_workers < 1 or cfg.env.num_envs % cfg.run.num_workers:
         raise UserError(f"run.num_workers ({cfg.run.num_workers}) must be >= 1 and divide env.num_envs "
                         f"({cfg.env.num_envs})")
     if cfg.run.num_workers > 1 and cfg.run.sampler == "inline":
-        raise UserError("run.num_workers > 1 needs run.sampler=process")
+        raise UserError("run.num_workers > 1 needs run.sampler=process or ray")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:

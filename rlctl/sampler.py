@@ -73,6 +73,63 @@ class InlineSampler:
         self.collector.envs.close()
 
 
+def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None) -> Collector:
+    """A sampler worker's envs ``[start, start + count)``, CPU policy copy and collector."""
+    from envs.make import make_vector_env
+    from rlctl.config import load_yaml
+    from rlctl.spaces import adapter_for
+    from rlctl.trainer import build_agent
+
+    start, count = env_slice
+    torch.set_num_threads(1)
+    cfg = load_yaml(cfg_yaml)
+    torch.manual_seed(seed + 104_729 * start)
+    reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
+    envs = make_vector_env(cfg.env.id, count, "sync", cfg.env.kwargs, cfg.env.max_episode_steps, reward_fn=reward_fn)
+    adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
+    agent = build_agent(cfg, adapter, torch.device("cpu"))
+    collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs)
+    collector.reset(seed + start)  # env i of the whole vector is seeded with seed + i, as inline
+    return collector
+
+
+def load_worker_weights(agent: ActorCritic, weights: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Learner weights and global normalizer statistics into a worker's policy copy."""
+    with torch.no_grad():
+        for key, value in agent.state_dict().items():
+            source = stats[key] if _is_sampler_owned(key) else weights[key]
+            value.copy_(torch.as_tensor(source))
+
+
+def combine_infos(infos: list[RolloutInfo]) -> RolloutInfo:
+    """One RolloutInfo from the workers' (equal-sized) slices."""
+    episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
+    names = sorted({name for info in infos for name in info.reward_components})
+    return RolloutInfo(episodes, {name: sum(i.reward_components.get(name, 0.0) for i in infos) / len(infos)
+                                  for name in names})
+
+
+def merge_worker_stats(global_stats: dict[str, torch.Tensor], outs: list[dict[str, torch.Tensor]]) -> None:
+    """Fold every worker's statistics increment into ``global_stats`` in place.
+
+    Each worker started from ``global_stats`` and updated its copy per step; its increment is recovered
+    exactly by un-merging. A single worker's statistics simply become the global ones (bit for bit).
+    """
+    with torch.no_grad():
+        if len(outs) == 1:
+            for key, value in global_stats.items():
+                value.copy_(torch.as_tensor(outs[0][key]))
+            return
+        for prefix in {key.rsplit(".", 1)[0] for key in global_stats}:
+            base = tuple(global_stats[f"{prefix}.{k}"].clone() for k in ("mean", "var", "count"))
+            merged: Moments = base  # type: ignore[assignment]
+            for out in outs:
+                whole = tuple(torch.as_tensor(out[f"{prefix}.{k}"]) for k in ("mean", "var", "count"))
+                merged = merge_moments(merged, unmerge_moments(whole, base))  # type: ignore[arg-type]
+            for k, value in zip(("mean", "var", "count"), merged, strict=True):
+                global_stats[f"{prefix}.{k}"].copy_(value)
+
+
 class SamplerLost(Exception):
     """A sampler process raised, died or hung; the learner restarts it."""
 
@@ -83,21 +140,8 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
     """Child process: envs ``[start, start + count)`` and a policy copy; serves collect/state/load."""
     start, count = env_slice
     try:
-        from envs.make import make_vector_env
-        from rlctl.config import load_yaml
-        from rlctl.spaces import adapter_for
-        from rlctl.trainer import build_agent
-
-        torch.set_num_threads(1)
-        cfg = load_yaml(cfg_yaml)
-        torch.manual_seed(seed + 104_729 * start)
-        reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
-        envs = make_vector_env(cfg.env.id, count, "sync", cfg.env.kwargs, cfg.env.max_episode_steps,
-                               reward_fn=reward_fn)
-        adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
-        agent = build_agent(cfg, adapter, torch.device("cpu"))
-        collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs)
-        collector.reset(seed + start)  # env i of the whole vector is seeded with seed + i, as inline
+        collector = build_worker(cfg_yaml, env_slice, seed, reward_fn_bytes)
+        agent, envs = collector.agent, collector.envs
         columns = [Rollout(**{k: v[:, start:start + count] for k, v in vars(r).items()}) for r in rollouts]
         conn.send(("ready", None))
     except BaseException:  # report start-up failures to the learner instead of dying silently
@@ -109,9 +153,7 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
         try:
             if cmd == "collect":
                 buf, slot, global_step = args
-                with torch.no_grad():
-                    for key, value in agent.state_dict().items():
-                        value.copy_(stats_in[key] if _is_sampler_owned(key) else weights[slot][key])
+                load_worker_weights(agent, weights[slot], stats_in)
                 info = collector.collect(columns[buf], global_step)
                 for key, value in own.items():
                     stats_out[key].copy_(value)
@@ -264,30 +306,10 @@ class ProcessSampler:
         if self._pending is None:
             assert self._in_flight is not None, "launch() first"
             infos = [self._call(worker) for worker in self.workers]
-            self._merge_stats()
-            episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
-            names = sorted({name for info in infos for name in info.reward_components})
-            components = {name: sum(i.reward_components.get(name, 0.0) for i in infos) / len(infos)
-                          for name in names}
-            self._pending = (self._in_flight, RolloutInfo(episodes, components))
+            merge_worker_stats(self.stats_in, self.stats_out)
+            self._pending = (self._in_flight, combine_infos(infos))
             self._in_flight = None
         return self._pending
-
-    def _merge_stats(self) -> None:
-        """Fold every worker's statistics increment into the global statistics (``stats_in``)."""
-        with torch.no_grad():
-            if len(self.workers) == 1:
-                for key, value in self.stats_in.items():
-                    value.copy_(self.stats_out[0][key])
-                return
-            for prefix in {key.rsplit(".", 1)[0] for key in self.stats_in}:
-                base = tuple(self.stats_in[f"{prefix}.{k}"].clone() for k in ("mean", "var", "count"))
-                merged = base
-                for out in self.stats_out:
-                    inc = unmerge_moments(tuple(out[f"{prefix}.{k}"] for k in ("mean", "var", "count")), base)
-                    merged = merge_moments(merged, inc)
-                for k, value in zip(("mean", "var", "count"), merged, strict=True):
-                    self.stats_in[f"{prefix}.{k}"].copy_(value)
 
     def wait(self) -> tuple[Rollout, RolloutInfo]:
         buf, info = self._finish()

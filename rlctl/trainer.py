@@ -31,6 +31,7 @@ from rlctl.config import Config, load_yaml, save_yaml, to_dict
 from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
+from rlctl.ray_sampler import RaySampler
 from rlctl.sampler import InlineSampler, ProcessSampler
 from rlctl.spaces import SpaceAdapter, adapter_for
 
@@ -183,7 +184,7 @@ def train(
 
             rollout, info = sampler.wait()
             rollout = rollout.to(device)
-            if isinstance(sampler, ProcessSampler):
+            if not isinstance(sampler, InlineSampler):
                 sampler.sync_stats(agent)
             global_step += cfg.batch_size
             last_update = update == cfg.num_updates - 1
@@ -241,8 +242,12 @@ def train(
 
 
 def _make_sampler(cfg: Config, agent: ActorCritic, adapter: SpaceAdapter, template: Rollout, device: torch.device,
-                  reward_fn: RewardFn | None) -> InlineSampler | ProcessSampler:
+                  reward_fn: RewardFn | None) -> InlineSampler | ProcessSampler | RaySampler:
     """The rollout source the config asks for (see :mod:`rlctl.sampler`)."""
+    if cfg.run.sampler == "ray":
+        return RaySampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
+                          cfg.run.worker_timeout, cfg.run.max_worker_restarts, cfg.run.num_workers,
+                          cfg.run.ray_address)
     if cfg.run.sampler == "process":
         return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
                               cfg.run.worker_timeout, cfg.run.max_worker_restarts, cfg.run.num_workers)

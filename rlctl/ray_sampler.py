@@ -1,0 +1,182 @@
+"""Sampler workers as Ray actors: the same workers as :class:`rlctl.sampler.ProcessSampler`, past one machine.
+
+The learner stays on the driver (GPU if present). Each actor (one CPU each) steps a slice of the envs
+with a CPU policy copy; weights and the global normalizer statistics go out through Ray's object store
+(one ``ray.put`` per update, shared by all actors), rollout columns come back as NumPy arrays (zero-copy
+on the same node). Ray restarts a dead actor (``max_restarts``); the learner re-submits its rollout,
+so no update is lost, and kills an actor that hangs past ``run.worker_timeout``.
+
+Run on a cluster: ``ray start --head`` on one machine, ``ray start --address HEAD:6379`` on the others,
+then ``rlctl train ... --backend ray --ray-address HEAD:6379 --num-workers N``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import torch
+
+from agents.policy import ActorCritic
+from agents.rollout import Rollout
+from rlctl.collect import RolloutInfo
+from rlctl.errors import UserError
+from rlctl.sampler import _is_sampler_owned, build_worker, combine_infos, load_worker_weights, merge_worker_stats
+
+
+class _RayWorker:
+    """Actor body (wrapped with ``ray.remote`` at runtime, so importing this module needs no Ray)."""
+
+    def __init__(self, cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None,
+                 num_steps: int) -> None:
+        self.collector = build_worker(cfg_yaml, env_slice, seed, reward_fn_bytes)
+        agent, adapter = self.collector.agent, self.collector.adapter
+        self.rollout = Rollout.allocate(num_steps, env_slice[1], adapter.obs_dim, adapter.action.dim,
+                                        adapter.action.kind != "continuous", torch.device("cpu"))
+        self.own = {k: v for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+
+    def collect(self, weights: dict[str, np.ndarray], stats: dict[str, np.ndarray],
+                global_step: int) -> tuple[dict[str, np.ndarray], RolloutInfo, dict[str, np.ndarray]]:
+        load_worker_weights(self.collector.agent, weights, stats)
+        info = self.collector.collect(self.rollout, global_step)
+        arrays = {k: v.numpy().copy() for k, v in vars(self.rollout).items()}
+        return arrays, info, {k: v.numpy().copy() for k, v in self.own.items()}
+
+    def state(self) -> dict[str, Any]:
+        return {"collector": self.collector.state_dict(), "rng": torch.get_rng_state()}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.collector.load_state_dict(state["collector"])
+        torch.set_rng_state(state["rng"])
+
+
+def _import_ray(local: bool) -> Any:
+    if local:
+        # A private local cluster stays on loopback. Ray swaps 127.0.0.1 for the machine's routable address
+        # unless its single-machine mode is on; the variable reaches Ray's child processes, the constant
+        # covers a Ray that this process imported already.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    try:
+        import ray
+        from ray._private import ray_constants
+    except ImportError:
+        raise UserError("run.sampler=ray (--backend ray) needs Ray: pip install 'rlctl[ray]'") from None
+    if local and not ray.is_initialized():
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    return ray
+
+
+class RaySampler:
+    """Same interface as the other samplers (publish / launch / wait / state_dict / load_state_dict)."""
+
+    def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
+                 reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1,
+                 address: str | None = None) -> None:
+        ray = self.ray = _import_ray(local=not address)
+        self.policy_lag = 1 if overlap else 0
+        self.restarts = 0
+        self.timeout, self.max_restarts = timeout, max_restarts
+        num_steps, num_envs = template.rewards.shape
+        if num_envs % num_workers:
+            raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:  # a private local cluster on the loopback interface
+                ray.init(include_dashboard=False, log_to_driver=False)
+        self.rollout = template
+        self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+        actor = ray.remote(num_cpus=1, max_restarts=max_restarts)(_RayWorker)
+        reward_bytes = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
+        n = num_envs // num_workers
+        self.slices = [(k * n, n) for k in range(num_workers)]
+        self.workers = [actor.remote(cfg_yaml, sl, seed, reward_bytes, num_steps) for sl in self.slices]
+        self._weights_ref: Any = None
+        self._futures: list[Any] | None = None
+        self._args: tuple[Any, ...] = ()
+        self._pending: RolloutInfo | None = None
+
+    def publish(self, agent: ActorCritic) -> None:
+        weights = {k: v.detach().cpu().numpy() for k, v in agent.state_dict().items() if not _is_sampler_owned(k)}
+        self._weights_ref = self.ray.put(weights)
+
+    def launch(self, global_step: int) -> None:
+        if self._pending is not None:  # restored from a checkpoint: that rollout is already here
+            return
+        stats_ref = self.ray.put({k: v.numpy() for k, v in self.stats.items()})
+        self._args = (self._weights_ref, stats_ref, global_step)
+        self._futures = [w.collect.remote(*self._args) for w in self.workers]
+
+    def _get(self, index: int) -> Any:
+        """One worker's result, restarting the worker and re-submitting as often as allowed."""
+        ray = self.ray
+        assert self._futures is not None
+        while True:
+            try:
+                return ray.get(self._futures[index], timeout=self.timeout)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.RayTaskError) as exc:
+                self.restarts += 1
+                if self.restarts > self.max_restarts:
+                    raise RuntimeError(f"Ray sampler worker failed {self.restarts} times "
+                                       f"(run.max_worker_restarts = {self.max_restarts}): {exc}") from None
+                print(f"rlctl: Ray worker {index} lost ({type(exc).__name__}); restart "
+                      f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+                if not isinstance(exc, ray.exceptions.RayActorError):
+                    # Hung, or raised mid-rollout: kill it so that Ray re-runs its constructor (fresh envs).
+                    # A dead actor (RayActorError) is already being restarted by Ray.
+                    ray.kill(self.workers[index], no_restart=False)
+                self._futures[index] = self.workers[index].collect.remote(*self._args)
+
+    def _finish(self) -> RolloutInfo:
+        if self._pending is None:
+            assert self._futures is not None, "launch() first"
+            results = [self._get(i) for i in range(len(self.workers))]
+            with warnings.catch_warnings():  # Ray hands out read-only arrays; they are only read here
+                warnings.simplefilter("ignore", UserWarning)
+                for (start, count), (arrays, _, _) in zip(self.slices, results, strict=True):
+                    for key, value in arrays.items():
+                        getattr(self.rollout, key)[:, start:start + count].copy_(torch.from_numpy(value))
+            merge_worker_stats(self.stats, [stats for _, _, stats in results])
+            self._pending = combine_infos([info for _, info, _ in results])
+            self._futures = None
+        return self._pending
+
+    def wait(self) -> tuple[Rollout, RolloutInfo]:
+        info = self._finish()
+        self._pending = None
+        return self.rollout, info
+
+    def sync_stats(self, agent: ActorCritic) -> None:
+        with torch.no_grad():
+            for key, value in agent.state_dict().items():
+                if _is_sampler_owned(key):
+                    value.copy_(self.stats[key])
+
+    def state_dict(self) -> dict[str, Any]:
+        pending = None
+        if self._futures is not None or self._pending is not None:
+            info = self._finish()
+            pending = {"rollout": {k: v.clone() for k, v in vars(self.rollout).items()}, "info": info.to_plain()}
+        workers = self.ray.get([w.state.remote() for w in self.workers])
+        return {"workers": workers, "stats": {k: v.clone() for k, v in self.stats.items()}, "pending": pending}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["workers"]) != len(self.workers):
+            raise ValueError(f"checkpoint has {len(state['workers'])} sampler workers, config {len(self.workers)}")
+        self.ray.get([w.load.remote(s) for w, s in zip(self.workers, state["workers"], strict=True)])
+        for key, value in self.stats.items():
+            value.copy_(state["stats"][key])
+        if state["pending"] is not None:
+            for key, value in state["pending"]["rollout"].items():
+                getattr(self.rollout, key).copy_(value)
+            self._pending = RolloutInfo.from_plain(state["pending"]["info"])
+
+    def close(self) -> None:
+        for worker in self.workers:
+            self.ray.kill(worker, no_restart=True)
+        if self._owns_ray:
+            self.ray.shutdown()
