@@ -22,6 +22,7 @@ behaviour log-probs stored at collection, so the objective stays the one the dat
 from __future__ import annotations
 
 import contextlib
+import signal
 import traceback
 from typing import Any
 
@@ -138,6 +139,8 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
                   stats_in: dict[str, torch.Tensor], stats_out: dict[str, torch.Tensor], rollouts: list[Rollout],
                   env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None) -> None:
     """Child process: envs ``[start, start + count)`` and a policy copy; serves collect/state/load."""
+    # Ctrl-C reaches the whole process group; the learner decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     start, count = env_slice
     try:
         collector = build_worker(cfg_yaml, env_slice, seed, reward_fn_bytes)
