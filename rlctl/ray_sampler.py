@@ -24,7 +24,7 @@ from agents.policy import ActorCritic
 from agents.rollout import Rollout
 from rlctl.collect import RolloutInfo
 from rlctl.errors import UserError
-from rlctl.sampler import _is_sampler_owned, build_worker, combine_infos, load_worker_weights, merge_worker_stats
+from rlctl.sampler import build_worker, combine_infos, is_sampler_owned, load_worker_weights, merge_worker_stats
 
 
 class _RayWorker:
@@ -36,7 +36,7 @@ class _RayWorker:
         agent, adapter = self.collector.agent, self.collector.adapter
         self.rollout = Rollout.allocate(num_steps, env_slice[1], adapter.obs_dim, adapter.action.dim,
                                         adapter.action.kind != "continuous", torch.device("cpu"))
-        self.own = {k: v for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+        self.own = {k: v for k, v in agent.state_dict().items() if is_sampler_owned(k)}
 
     def collect(self, weights: dict[str, np.ndarray], stats: dict[str, np.ndarray],
                 global_step: int) -> tuple[dict[str, np.ndarray], RolloutInfo, dict[str, np.ndarray]]:
@@ -89,7 +89,7 @@ class RaySampler:
             else:  # a private local cluster on the loopback interface
                 ray.init(include_dashboard=False, log_to_driver=False)
         self.rollout = template
-        self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+        self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if is_sampler_owned(k)}
         actor = ray.remote(num_cpus=1, max_restarts=max_restarts)(_RayWorker)
         reward_bytes = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
         n = num_envs // num_workers
@@ -101,7 +101,7 @@ class RaySampler:
         self._pending: RolloutInfo | None = None
 
     def publish(self, agent: ActorCritic) -> None:
-        weights = {k: v.detach().cpu().numpy() for k, v in agent.state_dict().items() if not _is_sampler_owned(k)}
+        weights = {k: v.detach().cpu().numpy() for k, v in agent.state_dict().items() if not is_sampler_owned(k)}
         self._weights_ref = self.ray.put(weights)
 
     def launch(self, global_step: int) -> None:
@@ -153,7 +153,7 @@ class RaySampler:
     def sync_stats(self, agent: ActorCritic) -> None:
         with torch.no_grad():
             for key, value in agent.state_dict().items():
-                if _is_sampler_owned(key):
+                if is_sampler_owned(key):
                     value.copy_(self.stats[key])
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""Where rollouts come from: in this process, or from a sampler process that overlaps with learning.
+"""Where rollouts come from: this process, sampler processes, or Ray actors (:mod:`rlctl.ray_sampler`).
 
-Both samplers have one interface, so the training loop is the same for every backend:
+Every sampler has one interface, so the training loop is the same for every backend:
 
 * ``publish(agent)`` — make the learner's current weights the ones the next collection uses;
 * ``launch(global_step)`` — start collecting the next rollout;
@@ -9,10 +9,11 @@ Both samplers have one interface, so the training loop is the same for every bac
   and keeps it, so a resumed run continues from precisely the same point).
 
 :class:`InlineSampler` collects inside ``wait()`` with the learner's own policy: serial, simplest,
-the debugging mode. :class:`ProcessSampler` runs the envs *and* policy inference in one child process
-with a CPU copy of the policy, writing transitions straight into shared-memory rollout tensors (nothing
-is pickled per step). Inference sits with the envs rather than on the learner because on a CPU machine
-the learner's core is busy updating; a per-step round trip to it would serialize the two again.
+the debugging mode. :class:`ProcessSampler` runs the envs *and* policy inference in K child processes,
+each with a CPU copy of the policy and a slice of the envs, writing transitions straight into
+shared-memory rollout tensors (nothing is pickled per step). Inference sits with the envs rather than
+on the learner because on a CPU machine the learner's core is busy updating; a per-step round trip to
+it would serialize the two again.
 
 With ``overlap=True`` the trainer launches rollout i+1 *before* updating on rollout i, so the sampler
 uses weights one update old (policy lag 1, logged as ``charts/policy_lag``). PPO's ratio uses the
@@ -38,7 +39,8 @@ from rlctl.collect import Collector, RolloutInfo
 _SAMPLER_OWNED = ("obs_rms.", "reward_scaler.")
 
 
-def _is_sampler_owned(key: str) -> bool:
+def is_sampler_owned(key: str) -> bool:
+    """Whether a policy ``state_dict`` key is a normalizer statistic (updated by the samplers, not the learner)."""
     return key.startswith(_SAMPLER_OWNED)
 
 
@@ -98,7 +100,7 @@ def load_worker_weights(agent: ActorCritic, weights: dict[str, Any], stats: dict
     """Learner weights and global normalizer statistics into a worker's policy copy."""
     with torch.no_grad():
         for key, value in agent.state_dict().items():
-            source = stats[key] if _is_sampler_owned(key) else weights[key]
+            source = stats[key] if is_sampler_owned(key) else weights[key]
             value.copy_(torch.as_tensor(source))
 
 
@@ -150,7 +152,7 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
     except BaseException:  # report start-up failures to the learner instead of dying silently
         conn.send(("error", traceback.format_exc()))
         return
-    own = {k: v for k, v in agent.state_dict().items() if _is_sampler_owned(k)}
+    own = {k: v for k, v in agent.state_dict().items() if is_sampler_owned(k)}
     while True:
         cmd, *args = conn.recv()
         try:
@@ -251,7 +253,7 @@ class ProcessSampler:
         state = {k: v.detach().cpu() for k, v in agent.state_dict().items()}
         # Two weight slots: the learner writes one while the workers may still read the other.
         self.weights = [{k: v.clone().share_memory_() for k, v in state.items()} for _ in range(2)]
-        self.stats_in = {k: v.clone().share_memory_() for k, v in state.items() if _is_sampler_owned(k)}
+        self.stats_in = {k: v.clone().share_memory_() for k, v in state.items() if is_sampler_owned(k)}
         self.stats_out = [{k: v.clone().share_memory_() for k, v in self.stats_in.items()}
                           for _ in range(num_workers)]
         self.rollouts = [_shared_like(template) for _ in range(2)]
@@ -294,7 +296,7 @@ class ProcessSampler:
         self._slot = 1 - self._slot
         with torch.no_grad():
             for key, value in agent.state_dict().items():
-                if not _is_sampler_owned(key):
+                if not is_sampler_owned(key):
                     self.weights[self._slot][key].copy_(value)
 
     def launch(self, global_step: int) -> None:
@@ -323,7 +325,7 @@ class ProcessSampler:
         """Copy the global normalizer statistics into the learner's module (for eval and checkpoints)."""
         with torch.no_grad():
             for key, value in agent.state_dict().items():
-                if _is_sampler_owned(key):
+                if is_sampler_owned(key):
                     value.copy_(self.stats_in[key])
 
     def state_dict(self) -> dict[str, Any]:
