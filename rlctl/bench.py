@@ -141,7 +141,8 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
         for lib, threads, label in SPS_VARIANTS:
             res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp, set_items)
             rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
-                         "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1)})
+                         "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1),
+                         **{f"perf_{k}": round(v, 4) for k, v in res.get("perf", {}).items()}})
             print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS", flush=True)
     tmp.unlink(missing_ok=True)
     medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label)
@@ -150,7 +151,7 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     ceiling = medians[next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")]
     stem = f"sps_{env}_{preset}" + (f"_{tag}" if tag else "")
     with open(out / f"{stem}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
     lines = [
@@ -171,9 +172,28 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
         runs = ", ".join(f"{r['sps']:,.0f}" for r in rows if r["variant"] == label)
         lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
                      f"{100 * medians[label] / ceiling:.0f}% | {runs} |")
+    lines += _perf_table(rows, cfg.batch_size)
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
     print("\n".join(lines))
+
+
+def _perf_table(rows: list[dict[str, Any]], batch: int) -> list[str]:
+    """Seconds per rollout in each phase for the rlctl variants (medians over repeats)."""
+    keys = [("perf_env_s", "sampler: env.step"),
+            ("perf_policy_and_bookkeeping_s", "sampler: policy + bookkeeping"),
+            ("perf_learner_wait_s", "learner: waiting for the rollout"),
+            ("perf_learner_update_s", "learner: GAE + update")]
+    labels = list(dict.fromkeys(r["variant"] for r in rows if "perf_env_s" in r))
+    if not labels:
+        return []
+    out = ["", f"Where the time goes, seconds per rollout of {batch} steps (median over repeats; the sampler's "
+           "phases run in parallel with the learner's update when overlapped):", "",
+           "| variant | " + " | ".join(name for _, name in keys) + " |", "|---|" + "---:|" * len(keys)]
+    for label in labels:
+        cells = [statistics.median(r[k] for r in rows if r["variant"] == label and k in r) for k, _ in keys]
+        out.append(f"| {label} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    return out
 
 
 def _plot_sps(medians: dict[str, float], rows: list[dict[str, Any]], path: Path, title: str) -> None:

@@ -58,15 +58,19 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = train(cfg, Path(tmp), progress=False)
         wall = time.perf_counter() - t0
-        episodes = [[r["step"], r["value"]] for r in read_metrics(Path(tmp) / "metrics.jsonl")
-                    if r["tag"] == "charts/episodic_return"]
+        records = read_metrics(Path(tmp) / "metrics.jsonl")
+        episodes = [[r["step"], r["value"]] for r in records if r["tag"] == "charts/episodic_return"]
+        perf_tags = sorted({r["tag"] for r in records if r["tag"].startswith("perf/")})
+        # seconds per rollout, mean over updates after the first (which carries start-up and compilation)
+        perf = {tag[5:]: float(np.mean([r["value"] for r in records if r["tag"] == tag][1:] or [np.nan]))
+                for tag in perf_tags}
     from envs.make import make_env
 
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     adapter = adapter_for(env.observation_space, env.action_space)
     env.close()
     ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED)
-    return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"]}
+    return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"], "perf": perf}
 
 
 def run_ceiling(cfg: Config) -> dict[str, Any]:
@@ -133,7 +137,7 @@ def main(argv: list[str]) -> int:
     cfg, _ = resolve_config(env_id, None if preset == "-" else preset, {
         "ppo": {"total_timesteps": int(steps)},
         "run": {"seed": int(seed), "eval_episodes": 0, "device": "cpu", "torch_threads": max(1, int(threads)),
-                "checkpoint_every": 10**12},
+                "checkpoint_every": 10**12, "log_every": 1},
     }, set_items)
     import torch
 

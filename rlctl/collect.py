@@ -7,7 +7,8 @@ it (with the envs' own snapshots) for bit-exact resume.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import gymnasium as gym
@@ -35,16 +36,17 @@ class RolloutInfo:
 
     episodes: list[Episode]
     reward_components: dict[str, float]  # mean per step of each info["reward_components"] entry
+    timing: dict[str, float] = field(default_factory=dict)  # seconds spent in env.step and in the policy
 
     def to_plain(self) -> dict[str, Any]:
         """Lists and dicts only (checkpoints load without pickled classes)."""
         return {"episodes": [[e.step, e.ret, e.length] for e in self.episodes],
-                "reward_components": dict(self.reward_components)}
+                "reward_components": dict(self.reward_components), "timing": dict(self.timing)}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
         return cls([Episode(int(s), float(r), int(n)) for s, r, n in data["episodes"]],
-                   dict(data["reward_components"]))
+                   dict(data["reward_components"]), dict(data.get("timing", {})))
 
 
 class Collector:
@@ -89,6 +91,8 @@ class Collector:
         final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []
         episodes: list[Episode] = []
         comp_sums: dict[str, float] = {}
+        env_time = 0.0
+        t_start = time.perf_counter()
 
         for t in range(num_steps):
             obs = self._obs_tensor(self.next_obs)
@@ -108,9 +112,10 @@ class Collector:
             rollout.logprobs[t] = logp_dims.sum(-1)
             rollout.values[t] = agent.value(norm_obs)
 
-            next_obs, reward, terminated, truncated, info = self.envs.step(
-                self.adapter.to_env(env_action.cpu().numpy())
-            )
+            env_action_np = self.adapter.to_env(env_action.cpu().numpy())
+            t_env = time.perf_counter()
+            next_obs, reward, terminated, truncated, info = self.envs.step(env_action_np)
+            env_time += time.perf_counter() - t_env
             reward = np.asarray(reward, dtype=np.float64)
             done = np.logical_or(terminated, truncated)
             self.ep_returns += reward
@@ -154,7 +159,9 @@ class Collector:
         for t, cut, values in final_values:
             rollout.next_values[t, torch.from_numpy(cut).to(self.device)] = values
         steps = num_steps * num_envs
-        return RolloutInfo(episodes, {name: total / steps for name, total in comp_sums.items()})
+        total = time.perf_counter() - t_start
+        timing = {"env_s": env_time, "policy_and_bookkeeping_s": total - env_time}
+        return RolloutInfo(episodes, {name: total / steps for name, total in comp_sums.items()}, timing)
 
     def state_dict(self) -> dict[str, Any]:
         """Between-rollout state, including every env's snapshot (plain data)."""

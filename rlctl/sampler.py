@@ -108,8 +108,9 @@ def combine_infos(infos: list[RolloutInfo]) -> RolloutInfo:
     """One RolloutInfo from the workers' (equal-sized) slices."""
     episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
     names = sorted({name for info in infos for name in info.reward_components})
+    timing = {key: max(i.timing.get(key, 0.0) for i in infos) for key in infos[0].timing}  # workers run in parallel
     return RolloutInfo(episodes, {name: sum(i.reward_components.get(name, 0.0) for i in infos) / len(infos)
-                                  for name in names})
+                                  for name in names}, timing)
 
 
 def merge_worker_stats(global_stats: dict[str, torch.Tensor], outs: list[dict[str, torch.Tensor]]) -> None:

@@ -182,20 +182,24 @@ def train(
                 else:
                     group["lr"] = lr
 
+            t_wait = time.perf_counter()
             rollout, info = sampler.wait()
             rollout = rollout.to(device)
+            wait_s = time.perf_counter() - t_wait
             if not isinstance(sampler, InlineSampler):
                 sampler.sync_stats(agent)
             global_step += cfg.batch_size
             last_update = update == cfg.num_updates - 1
             if overlap and not last_update:
                 sampler.launch(global_step)  # collect the next rollout with these (pre-update) weights
+            t_update = time.perf_counter()
             advantages, returns = compute_gae(rollout.rewards, rollout.values, rollout.next_values,
                                               rollout.terminated, rollout.truncated, cfg.ppo.gamma,
                                               cfg.ppo.gae_lambda)
             batch = rollout.flat()
             batch["advantages"], batch["returns"] = advantages.flatten(), returns.flatten()
             stats = ppo_update(agent, optimizer, batch, cfg.ppo, minibatch_step)
+            update_s = time.perf_counter() - t_update
             sampler.publish(agent)
             if not overlap and not last_update:
                 sampler.launch(global_step)
@@ -212,6 +216,11 @@ def train(
             scalars["charts/worker_restarts"] = float(sampler.restarts)
             scalars["charts/SPS"] = (global_step - step_start) / (time.perf_counter() - t_start)
             scalars.update({f"reward/{k}": v for k, v in info.reward_components.items()})
+            # Where the time goes, per rollout: the sampler's env and policy time (in parallel with the update
+            # when overlapped), the learner's wait for the rollout, and its GAE + update.
+            scalars.update({f"perf/{k}": v for k, v in info.timing.items()})
+            scalars["perf/learner_wait_s"] = wait_s
+            scalars["perf/learner_update_s"] = update_s
             if global_step - last_log >= cfg.run.log_every or last_update:
                 for tag, value in scalars.items():
                     logger.scalar(tag, value, global_step)
