@@ -42,7 +42,13 @@ class RunningMeanStd(nn.Module):
         # dozen tiny torch ops, and computes the same float64 result.
         x = batch.detach().cpu().numpy().astype(np.float64, copy=False)
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
-        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        b_count = x.shape[0]
+        if b_count == 1:  # the common one-env case: exactly what mean/var of one row give
+            b_mean, b_var = x[0], np.zeros_like(x[0])
+        else:  # the reductions np.mean / np.var perform, without their per-call overhead
+            b_mean = np.add.reduce(x, axis=0) / b_count
+            centred = x - b_mean
+            b_var = np.add.reduce(centred * centred, axis=0) / b_count
         delta = b_mean - mean
         total = count + b_count
         m2 = var * count + b_var * b_count + delta * delta * (count * b_count / total)
@@ -85,6 +91,11 @@ class RewardScaler(nn.Module):
     def update(self, discounted_returns: torch.Tensor) -> None:
         """Fold the current running returns ``[N]`` of all envs into the statistics."""
         self.return_rms.update(discounted_returns.reshape(-1))
+
+    def scale_numpy(self, rewards: np.ndarray, clip: float, eps: float = 1e-8) -> np.ndarray:
+        """:meth:`scale` for NumPy rewards (the per-step path of CPU samplers; the same float64 ops)."""
+        std = np.sqrt(self.return_rms.var.detach().cpu().numpy() + eps)
+        return np.clip(rewards / std, -clip, clip)
 
     def scale(self, rewards: torch.Tensor, clip: float, eps: float = 1e-8) -> torch.Tensor:
         """Rewards divided by the return std (not centred: centring would change the optimum)."""

@@ -8,7 +8,7 @@ it (with the envs' own snapshots) for bit-exact resume.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
 import gymnasium as gym
@@ -47,6 +47,28 @@ class RolloutInfo:
     def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
         return cls([Episode(int(s), float(r), int(n)) for s, r, n in data["episodes"]],
                    dict(data["reward_components"]), dict(data.get("timing", {})))
+
+
+class _RowWriter:
+    """Writes time row ``t`` of a rollout's fields.
+
+    Through NumPy views when the rollout lives on the CPU (a few microseconds less per field and step
+    than torch indexing, which adds up at ten fields per env step), with torch indexing elsewhere.
+    """
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.cpu = rollout.obs.device.type == "cpu"
+        self.device = rollout.obs.device
+        self.targets: dict[str, Any] = {
+            f.name: getattr(rollout, f.name).numpy() if self.cpu else getattr(rollout, f.name) for f in fields(rollout)
+        }
+
+    def __call__(self, t: int, **values: torch.Tensor | np.ndarray) -> None:
+        for name, value in values.items():
+            if self.cpu:
+                self.targets[name][t] = value.numpy() if isinstance(value, torch.Tensor) else value
+            else:
+                self.targets[name][t] = torch.as_tensor(value, device=self.device)
 
 
 class Collector:
@@ -93,6 +115,8 @@ class Collector:
         comp_sums: dict[str, float] = {}
         env_time = 0.0
         t_start = time.perf_counter()
+        put = _RowWriter(rollout)
+        rollout.actor.fill_(POLICY_ACTOR)  # every action below comes from the learned policy
 
         for t in range(num_steps):
             obs = self._obs_tensor(self.next_obs)
@@ -104,13 +128,8 @@ class Collector:
             logp_dims = dist.log_prob_dims(action)
             env_action = agent.to_env_action(action)
 
-            rollout.obs[t] = norm_obs
-            rollout.actions[t] = action
-            rollout.executed_actions[t] = env_action
-            rollout.actor[t] = POLICY_ACTOR
-            rollout.logprobs_dims[t] = logp_dims
-            rollout.logprobs[t] = logp_dims.sum(-1)
-            rollout.values[t] = agent.value(norm_obs)
+            put(t, obs=norm_obs, actions=action, executed_actions=env_action, logprobs_dims=logp_dims,
+                logprobs=logp_dims.sum(-1), values=agent.value(norm_obs))
 
             env_action_np = self.adapter.to_env(env_action.cpu().numpy())
             t_env = time.perf_counter()
@@ -121,16 +140,14 @@ class Collector:
             self.ep_returns += reward
             self.ep_lengths += 1
 
+            learn_reward = reward
             if ppo.normalize_reward:
                 self.disc_returns = self.disc_returns * ppo.gamma + reward
                 agent.reward_scaler.update(torch.from_numpy(self.disc_returns))
-                scaled = agent.reward_scaler.scale(torch.from_numpy(reward), ppo.clip_reward)
+                learn_reward = agent.reward_scaler.scale_numpy(reward, ppo.clip_reward)
                 self.disc_returns[done] = 0.0
-                rollout.rewards[t] = scaled.to(self.device, torch.float32)
-            else:
-                rollout.rewards[t] = torch.from_numpy(reward).to(self.device, torch.float32)
-            rollout.terminated[t] = torch.from_numpy(np.asarray(terminated))
-            rollout.truncated[t] = torch.from_numpy(np.asarray(truncated))
+            put(t, rewards=learn_reward.astype(np.float32), terminated=np.asarray(terminated),
+                truncated=np.asarray(truncated))
 
             # Time-limit bootstrap: V of the true final observation, not of the reset one.
             cut = np.nonzero(np.logical_and(truncated, np.logical_not(terminated)))[0]
