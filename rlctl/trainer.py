@@ -28,6 +28,7 @@ from envs.reward import RewardFn
 from rlctl.checkpoint import load_checkpoint, save_checkpoint
 from rlctl.collect import Collector
 from rlctl.config import Config, load_yaml, save_yaml, to_dict
+from rlctl.device import resolve_device, update_probe
 from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
@@ -50,13 +51,22 @@ class TrainResult:
     agent: ActorCritic
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was requested but torch sees no CUDA device (use auto or cpu)")
-    return torch.device(name)
+def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Callable[[], None]:
+    """One minibatch update of this run's network on random data (for ``--device auto``)."""
+    agent = build_agent(cfg, adapter, device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, foreach=True)
+    step = MinibatchStep(agent, optimizer, cfg.ppo)
+    n = cfg.ppo.minibatch_size
+    act_dtype = torch.float32 if adapter.action.kind == "continuous" else torch.int64
+    batch = {"obs": torch.randn(n, adapter.obs_dim, device=device),
+             "actions": torch.zeros(n, adapter.action.dim, dtype=act_dtype, device=device),
+             **{k: torch.randn(n, device=device) for k in ("logprobs", "advantages", "values", "returns")}}
+    idx = torch.arange(n, device=device)
+
+    def run() -> None:
+        step(batch, idx)
+
+    return run
 
 
 def build_agent(cfg: Config, adapter: Any, device: torch.device) -> ActorCritic:
@@ -113,15 +123,15 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.run.torch_threads)
-    device = resolve_device(cfg.run.device)
     seed = cfg.run.seed
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    probe = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    adapter = adapter_for(probe.observation_space, probe.action_space)
-    probe.close()
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    adapter = adapter_for(env.observation_space, env.action_space)
+    env.close()
+    device, why = resolve_device(cfg.run.device, update_probe(lambda d: _probe_step(cfg, adapter, d)))
     agent = build_agent(cfg, adapter, device)
     # Eager: foreach=True, since torch picks the slow per-tensor Adam on CPU by default (5x slower here).
     # Compiled: the step is fused anyway; a tensor LR (which foreach Adam refuses) lets it follow the
@@ -154,7 +164,7 @@ def train(
             logger.text("hyperparameters", _hparams_markdown(cfg))
         bar = Progress(cfg.num_updates * cfg.batch_size, global_step, enabled=progress)
         mode = cfg.run.sampler + (" + overlap" if cfg.run.overlap else "")
-        print(f"rlctl: {cfg.env.id} on {device}, {mode} sampler "
+        print(f"rlctl: {cfg.env.id} on {device} ({why}), {mode} sampler "
               f"({'resumed at step ' + str(global_step) if resume else 'new run'}),"
               f" {cfg.num_updates} updates of {cfg.batch_size} steps → {run_dir}", flush=True)
 
