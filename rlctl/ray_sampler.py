@@ -13,6 +13,7 @@ then ``rlctl train ... --backend ray --ray-address HEAD:6379 --num-workers N``.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from typing import Any
 
@@ -115,21 +116,33 @@ class RaySampler:
         """One worker's result, restarting the worker and re-submitting as often as allowed."""
         ray = self.ray
         assert self._futures is not None
+        lost_since: float | None = None  # when this worker was first seen dead or restarting
         while True:
             try:
                 return ray.get(self._futures[index], timeout=self.timeout)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError, ray.exceptions.RayTaskError) as exc:
-                self.restarts += 1
-                if self.restarts > self.max_restarts:
-                    raise RuntimeError(f"Ray sampler worker failed {self.restarts} times "
-                                       f"(run.max_worker_restarts = {self.max_restarts}): {exc}") from None
-                print(f"rlctl: Ray worker {index} lost ({type(exc).__name__}); restart "
-                      f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
-                if not isinstance(exc, ray.exceptions.RayActorError):
-                    # Hung, or raised mid-rollout: kill it so that Ray re-runs its constructor (fresh envs).
-                    # A dead actor (RayActorError) is already being restarted by Ray.
-                    ray.kill(self.workers[index], no_restart=False)
-                self._futures[index] = self.workers[index].collect.remote(*self._args)
+            except ray.exceptions.RayActorError as err:
+                # Dead or restarting (ActorUnavailableError): Ray re-runs its constructor. The first
+                # sighting is the failure; later ones are the same restart still in progress.
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                    self._count_failure(index, err)
+                elif time.monotonic() - lost_since > self.timeout:
+                    raise RuntimeError(f"Ray worker {index} did not come back within {self.timeout:.0f} s") from None
+                time.sleep(0.2)
+            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayTaskError) as err:
+                # Hung, or raised mid-rollout: kill it so that Ray restarts it with fresh envs.
+                self._count_failure(index, err)
+                ray.kill(self.workers[index], no_restart=False)
+                lost_since = time.monotonic()
+            self._futures[index] = self.workers[index].collect.remote(*self._args)
+
+    def _count_failure(self, index: int, exc: Exception) -> None:
+        self.restarts += 1
+        if self.restarts > self.max_restarts:
+            raise RuntimeError(f"Ray sampler worker failed {self.restarts} times "
+                               f"(run.max_worker_restarts = {self.max_restarts}): {exc}") from None
+        print(f"rlctl: Ray worker {index} lost ({type(exc).__name__}); restart "
+              f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
 
     def _finish(self) -> RolloutInfo:
         if self._pending is None:

@@ -71,7 +71,7 @@ def test_killed_ray_actor_is_restarted_and_training_completes(tmp_path: Path) ->
         ray_sampler.RaySampler.launch = original  # type: ignore[method-assign]
     assert result.global_step == 2048
     restarts = [r["value"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["tag"] == "charts/worker_restarts"]
-    assert restarts[-1] >= 1.0
+    assert restarts[-1] == 1.0  # one kill, one restart (waiting for the restart is not a new failure)
 
 
 def test_ray_backend_without_ray_installed_names_the_extra(tmp_path: Path) -> None:
