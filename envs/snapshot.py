@@ -7,7 +7,9 @@ How a state is captured, first match wins:
 1. the base env defines ``get_state()`` / ``set_state(state)`` (PyBullet and ALE envs do);
 2. MuJoCo envs: ``mj_getState`` with the full integration state (qpos, qvel, act, warm-start,
    controls, time), restored bit-exactly with ``mj_setState``;
-3. anything else: the base env's plain attributes (arrays, numbers, ``None``): this covers
+3. Atari (ale-py): the emulator state *including its RNG* (``cloneState(include_rng=True)``), kept as
+   the serialized bytes in a uint8 array;
+4. anything else: the base env's plain attributes (arrays, numbers, ``None``): this covers
    gymnasium's classic-control envs, whose whole state is ``self.state`` and a few counters.
 
 In every case the env's ``np_random`` generator state and the time-limit counter are included,
@@ -34,6 +36,11 @@ def _mujoco_state(env: Any) -> tuple[Any, Any] | None:
     return model, data
 
 
+def _is_ale(env: Any) -> bool:
+    ale = getattr(env, "ale", None)
+    return ale is not None and type(ale).__module__.split(".")[0] == "ale_py"
+
+
 def capture_state(env: gym.Env) -> dict[str, Any]:
     """Everything needed to continue ``env`` exactly, as a dict of plain data."""
     base: Any = env.unwrapped
@@ -42,6 +49,9 @@ def capture_state(env: gym.Env) -> dict[str, Any]:
     state["np_random"] = copy.deepcopy(rng.bit_generator.state) if rng is not None else None
     if callable(getattr(base, "get_state", None)):
         state["kind"], state["sim"] = "custom", base.get_state()
+    elif _is_ale(base):
+        raw = base.ale.cloneState(include_rng=True).serialize()
+        state["kind"], state["sim"] = "ale", np.frombuffer(raw, dtype=np.uint8).copy()
     elif (md := _mujoco_state(base)) is not None:
         import mujoco
 
@@ -75,6 +85,12 @@ def restore_state(env: gym.Env, state: dict[str, Any]) -> None:
             raise ValueError("MuJoCo snapshot does not match this model's state size")
         mujoco.mj_setState(model, data, sim, spec)
         mujoco.mj_forward(model, data)
+    elif kind == "ale":
+        import ale_py
+
+        if not _is_ale(base):
+            raise ValueError("snapshot is of an Atari env but this env has no ALE emulator")
+        base.ale.restoreState(ale_py.ALEState(np.asarray(state["sim"], dtype=np.uint8).tobytes()))
     elif kind == "attributes":
         for key, value in state["sim"].items():
             setattr(base, key, copy.deepcopy(value))
