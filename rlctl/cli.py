@@ -224,8 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     from rlctl.bench import add_parser as add_bench
+    from rlctl.tune import add_parser as add_tune
 
     add_bench(sub)
+    add_tune(sub)
     return parser
 
 

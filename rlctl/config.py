@@ -14,6 +14,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -231,11 +232,13 @@ def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
             setattr(section, key, _check_value(path, value, hints[key]))
 
 
-def from_dict(values: dict[str, Any], base: Config | None = None) -> Config:
-    """Build a Config from a nested dict, validating every key and type."""
+def from_dict(values: dict[str, Any], base: Config | None = None, check: bool = True) -> Config:
+    """Build a Config from a nested dict, validating every key and type (and, with ``check``, the
+    cross-field rules of :func:`validate`)."""
     cfg = base if base is not None else Config()
     _apply(cfg, values, "")
-    validate(cfg)
+    if check:
+        validate(cfg)
     return cfg
 
 
@@ -289,7 +292,13 @@ def load_presets() -> dict[str, dict[str, Any]]:
 
 
 def preset_for(env_id: str, preset: str | None) -> tuple[str, dict[str, Any]]:
-    """The preset dict to apply: ``preset`` if named, else the entry for ``env_id``, else ``default``."""
+    """The preset dict to apply: ``preset`` if named, else the entry for ``env_id``, else ``default``.
+
+    ``preset`` may also be a YAML file (e.g. written by ``rlctl tune``): its entry for ``env_id`` is
+    used, or its only entry.
+    """
+    if preset is not None and preset.endswith((".yaml", ".yml")):
+        return preset, _preset_from_file(Path(preset), env_id)
     presets = load_presets()
     if preset is not None:
         if preset not in presets:
@@ -300,6 +309,22 @@ def preset_for(env_id: str, preset: str | None) -> tuple[str, dict[str, Any]]:
     if env_id in presets:
         return env_id, presets[env_id]
     return "default", presets.get("default", {})
+
+
+def _preset_from_file(path: Path, env_id: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"preset file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"preset file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"preset file {path} must map env ids to settings")
+    if env_id in data:
+        return data[env_id] or {}
+    if len(data) == 1:
+        return next(iter(data.values())) or {}
+    raise UserError(f"preset file {path} has no entry for {env_id} (entries: {', '.join(map(str, data))})")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

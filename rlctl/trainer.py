@@ -116,8 +116,9 @@ def train(
         run_dir: created if missing; with ``resume`` it must hold a checkpoint.
         resume: continue from ``run_dir/checkpoint.pt`` with the same schedule and TensorBoard run.
         reward_fn: optional reward hook, see :mod:`envs.reward`.
-        on_update: called after each update with the logged scalars; returning True stops training
-            (a checkpoint is written first).
+        on_update: called after each update with the logged scalars, ``global_step`` and
+            ``recent_return`` (mean of the last 100 training returns, or None); returning True stops
+            training (a checkpoint is written first).
         progress: show a progress bar / periodic lines on stderr.
     """
     run_dir = Path(run_dir)
@@ -236,9 +237,11 @@ def train(
                     logger.scalar(tag, value, global_step)
                 logger.flush()
                 last_log = global_step
-            bar.update(global_step, float(np.mean(recent)) if recent else None)
+            recent_return = float(np.mean(recent)) if recent else None
+            bar.update(global_step, recent_return)
 
-            stop = bool(on_update(scalars | {"global_step": global_step})) if on_update else False
+            stop = bool(on_update(scalars | {"global_step": global_step, "recent_return": recent_return})) \
+                if on_update else False
             if global_step - last_ckpt >= cfg.run.checkpoint_every or last_update or stop:
                 checkpoint(update + 1)
                 last_ckpt = global_step
