@@ -25,7 +25,17 @@ from agents.policy import ActorCritic
 from agents.rollout import Rollout
 from rlctl.collect import RolloutInfo
 from rlctl.errors import UserError
-from rlctl.sampler import build_worker, combine_infos, is_sampler_owned, load_worker_weights, merge_worker_stats
+from rlctl.sampler import (
+    RestartBudget,
+    build_worker,
+    combine_infos,
+    copy_stats,
+    is_sampler_owned,
+    load_worker_weights,
+    merge_worker_stats,
+    pack_pending,
+    unpack_pending,
+)
 
 
 class _RayWorker:
@@ -78,8 +88,8 @@ class RaySampler:
                  address: str | None = None) -> None:
         ray = self.ray = _import_ray(local=not address)
         self.policy_lag = 1 if overlap else 0
-        self.restarts = 0
-        self.timeout, self.max_restarts = timeout, max_restarts
+        self.budget = RestartBudget(max_restarts)
+        self.timeout = timeout
         num_steps, num_envs = template.rewards.shape
         if num_envs % num_workers:
             raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
@@ -137,12 +147,11 @@ class RaySampler:
             self._futures[index] = self.workers[index].collect.remote(*self._args)
 
     def _count_failure(self, index: int, exc: Exception) -> None:
-        self.restarts += 1
-        if self.restarts > self.max_restarts:
-            raise RuntimeError(f"Ray sampler worker failed {self.restarts} times "
-                               f"(run.max_worker_restarts = {self.max_restarts}): {exc}") from None
-        print(f"rlctl: Ray worker {index} lost ({type(exc).__name__}); restart "
-              f"{self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+        self.budget.spend(f"Ray sampler worker {index}", f"{type(exc).__name__}: {exc}")
+
+    @property
+    def restarts(self) -> int:
+        return self.budget.count
 
     def _finish(self) -> RolloutInfo:
         if self._pending is None:
@@ -164,16 +173,12 @@ class RaySampler:
         return self.rollout, info
 
     def sync_stats(self, agent: ActorCritic) -> None:
-        with torch.no_grad():
-            for key, value in agent.state_dict().items():
-                if is_sampler_owned(key):
-                    value.copy_(self.stats[key])
+        copy_stats(agent, self.stats)
 
     def state_dict(self) -> dict[str, Any]:
         pending = None
         if self._futures is not None or self._pending is not None:
-            info = self._finish()
-            pending = {"rollout": {k: v.clone() for k, v in vars(self.rollout).items()}, "info": info.to_plain()}
+            pending = pack_pending(self.rollout, self._finish())
         workers = self.ray.get([w.state.remote() for w in self.workers])
         return {"workers": workers, "stats": {k: v.clone() for k, v in self.stats.items()}, "pending": pending}
 
@@ -184,9 +189,7 @@ class RaySampler:
         for key, value in self.stats.items():
             value.copy_(state["stats"][key])
         if state["pending"] is not None:
-            for key, value in state["pending"]["rollout"].items():
-                getattr(self.rollout, key).copy_(value)
-            self._pending = RolloutInfo.from_plain(state["pending"]["info"])
+            self._pending = unpack_pending(state["pending"], self.rollout)
 
     def close(self) -> None:
         for worker in self.workers:

@@ -104,6 +104,26 @@ def load_worker_weights(agent: ActorCritic, weights: dict[str, Any], stats: dict
             value.copy_(torch.as_tensor(source))
 
 
+def copy_stats(agent: ActorCritic, stats: dict[str, torch.Tensor]) -> None:
+    """The global normalizer statistics into the learner's module (for eval, export and checkpoints)."""
+    with torch.no_grad():
+        for key, value in agent.state_dict().items():
+            if is_sampler_owned(key):
+                value.copy_(stats[key])
+
+
+def pack_pending(rollout: Rollout, info: RolloutInfo) -> dict[str, Any]:
+    """A collected but not yet learned-on rollout, as checkpoint data."""
+    return {"rollout": {k: v.clone() for k, v in vars(rollout).items()}, "info": info.to_plain()}
+
+
+def unpack_pending(pending: dict[str, Any], rollout: Rollout) -> RolloutInfo:
+    """Put a checkpointed pending rollout back into ``rollout``; returns its info."""
+    for key, value in pending["rollout"].items():
+        getattr(rollout, key).copy_(value)
+    return RolloutInfo.from_plain(pending["info"])
+
+
 def combine_infos(infos: list[RolloutInfo]) -> RolloutInfo:
     """One RolloutInfo from the workers' (equal-sized) slices."""
     episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
@@ -132,6 +152,21 @@ def merge_worker_stats(global_stats: dict[str, torch.Tensor], outs: list[dict[st
                 merged = merge_moments(merged, unmerge_moments(whole, base))  # type: ignore[arg-type]
             for k, value in zip(("mean", "var", "count"), merged, strict=True):
                 global_stats[f"{prefix}.{k}"].copy_(value)
+
+
+class RestartBudget:
+    """Counts sampler-worker restarts; past ``run.max_worker_restarts`` it stops training with the failure."""
+
+    def __init__(self, limit: int) -> None:
+        self.count, self.limit = 0, limit
+
+    def spend(self, worker: str, failure: str) -> None:
+        self.count += 1
+        if self.count > self.limit:
+            raise RuntimeError(f"{worker} failed {self.count} times (run.max_worker_restarts = {self.limit}); "
+                               f"last failure:\n{failure}") from None
+        last_line = failure.strip().splitlines()[-1] if failure.strip() else failure
+        print(f"rlctl: {worker} lost ({last_line}); restart {self.count}/{self.limit} with fresh envs", flush=True)
 
 
 class SamplerLost(Exception):
@@ -246,8 +281,7 @@ class ProcessSampler:
     def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
                  reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1) -> None:
         self.policy_lag = 1 if overlap else 0
-        self.restarts = 0
-        self.max_restarts = max_restarts
+        self.budget = RestartBudget(max_restarts)
         num_envs = template.rewards.shape[1]
         if num_envs % num_workers:
             raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
@@ -285,13 +319,12 @@ class ProcessSampler:
             try:
                 return worker.reply()
             except SamplerLost as lost:
-                self.restarts += 1
-                if self.restarts > self.max_restarts:
-                    raise RuntimeError(f"sampler process failed {self.restarts} times (run.max_worker_restarts = "
-                                       f"{self.max_restarts}); last failure:\n{lost}") from None
-                print(f"rlctl: sampler worker {worker.index} lost ({str(lost).strip().splitlines()[-1]}); "
-                      f"restart {self.restarts}/{self.max_restarts} with fresh envs", flush=True)
+                self.budget.spend(f"sampler worker {worker.index}", str(lost))
                 worker.restart()
+
+    @property
+    def restarts(self) -> int:
+        return self.budget.count
 
     def publish(self, agent: ActorCritic) -> None:
         self._slot = 1 - self._slot
@@ -323,18 +356,13 @@ class ProcessSampler:
         return self.rollouts[buf], info
 
     def sync_stats(self, agent: ActorCritic) -> None:
-        """Copy the global normalizer statistics into the learner's module (for eval and checkpoints)."""
-        with torch.no_grad():
-            for key, value in agent.state_dict().items():
-                if is_sampler_owned(key):
-                    value.copy_(self.stats_in[key])
+        copy_stats(agent, self.stats_in)
 
     def state_dict(self) -> dict[str, Any]:
         pending = None
         if self._in_flight is not None or self._pending is not None:
             buf, info = self._finish()
-            pending = {"rollout": {k: v.clone() for k, v in vars(self.rollouts[buf]).items()},
-                       "info": info.to_plain()}
+            pending = pack_pending(self.rollouts[buf], info)
         for worker in self.workers:
             worker.send("state")
         workers = [self._call(worker) for worker in self.workers]
@@ -351,10 +379,8 @@ class ProcessSampler:
             for key, value in self.stats_in.items():
                 value.copy_(state["stats"][key])
         if state["pending"] is not None:
-            for key, value in state["pending"]["rollout"].items():
-                getattr(self.rollouts[0], key).copy_(value)
             self._buf = 0
-            self._pending = (0, RolloutInfo.from_plain(state["pending"]["info"]))
+            self._pending = (0, unpack_pending(state["pending"], self.rollouts[0]))
 
     def close(self) -> None:
         for worker in self.workers:
