@@ -176,9 +176,9 @@ class Collector:
         for t, cut, values in final_values:
             rollout.next_values[t, torch.from_numpy(cut).to(self.device)] = values
         steps = num_steps * num_envs
-        total = time.perf_counter() - t_start
-        timing = {"env_s": env_time, "policy_and_bookkeeping_s": total - env_time}
-        return RolloutInfo(episodes, {name: total / steps for name, total in comp_sums.items()}, timing)
+        elapsed = time.perf_counter() - t_start
+        timing = {"env_s": env_time, "policy_and_bookkeeping_s": elapsed - env_time}
+        return RolloutInfo(episodes, {name: value / steps for name, value in comp_sums.items()}, timing)
 
     def state_dict(self) -> dict[str, Any]:
         """Between-rollout state, including every env's snapshot (plain data)."""
