@@ -150,7 +150,7 @@ def test_presets_lists_and_shows_entries() -> None:
     [
         (["train", "--env", "HalfCheetah-v9"], ["unknown environment id", "HalfCheetah-v5"]),
         (["train", "--env", "NoSuchEnv-v0"], ["unknown environment id"]),
-        (["train", "--env", "ALE/Pong-v5"], ["rlctl[atari]"]),
+        (["train", "--env", "ALE/Pong-v5"], ["image observations", "CNN policy"]),
         (["train", "--env", "LunarLander-v3"], ["box2d"]),
         (["train", "--env", "nosuchmodule:Env-v0"], ["cannot import 'nosuchmodule'"]),
         (["train", "--env", "CartPole-v1", "--set", "ppo.gamma"], ["malformed --set", "section.key=value"]),
@@ -172,6 +172,13 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, args: list[str],
         args = ["train", "--env", "tests.toy_envs:rlctl-test/DictObs-v0", "--run-dir", str(tmp_path / "r")]
     proc = rlctl(*args, cwd=Path(__file__).resolve().parents[1], check=False)
     assert_user_error(proc, *fragments)
+
+
+def test_missing_atari_extra_names_it(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['ale_py'] = None; from rlctl.cli import main; "
+            "sys.exit(main(['train', '--env', 'ALE/Pong-v5']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=ENV)
+    assert_user_error(proc, "cannot import 'ale_py'", "rlctl[atari]")
 
 
 def test_corrupt_and_pickled_checkpoints_are_refused_by_eval(tmp_path: Path) -> None:
