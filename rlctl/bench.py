@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -288,14 +289,16 @@ def report_returns(preset: str, out: Path) -> None:
             writer.writerow([r["lib"], r["env"], r["seed"], r["steps"], round(r["last100"], 2),
                              round(r["eval_mean"], 2), round(r["wall_s"], 1), round(r["sps"], 1)])
     steps = max(r["steps"] for r in runs)
+    budget = max(r.get("budget", r["steps"]) for r in runs)
     lines = [
         f"# Returns: rlctl vs Stable-Baselines3 (preset `{preset}`, identical hyperparameters)", "",
-        f"Command: `rlctl bench returns --envs {','.join(envs)} --preset {preset} --steps {steps} "
-        f"--seeds {max(r['seed'] for r in runs)}`  ",
+        f"Command: `rlctl bench returns --envs {','.join(envs)} --preset {preset} --steps {budget} "
+        f"--seeds {max(r['seed'] for r in runs)}` (whole rollouts only: {steps:,} steps per run)  ",
         f"Machine: {_machine()}  ",
         "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark "
         "metric) and the mean of a 10-episode deterministic evaluation with frozen normalization; "
-        "the table gives mean ± std across seeds. SPS: 1 torch thread per run, runs in parallel.", "",
+        "the table gives mean ± std across seeds. The SPS column is incidental (1 torch thread per run, two runs "
+        "in parallel on a shared machine); throughput is measured by `rlctl bench sps`.", "",
         "| env | lib | seeds | last-100 train return | deterministic eval | SPS |", "|---|---|---:|---:|---:|---:|",
     ]
     for env in envs:
@@ -332,10 +335,15 @@ def _plot_returns(runs: list[dict[str, Any]], path: Path, env: str, preset: str)
         if not curves:
             continue
         arr = np.vstack(curves)
-        mean = np.nanmean(arr, axis=0)
+        with warnings.catch_warnings():  # grid points before any seed's first smoothed value are NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(arr, axis=0)
         ax.plot(grid, mean, color=color, label=f"{lib} ({len(curves)} seeds)")
         if len(curves) > 1:
-            ax.fill_between(grid, np.nanmin(arr, axis=0), np.nanmax(arr, axis=0), color=color, alpha=0.2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, high = np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
+            ax.fill_between(grid, low, high, color=color, alpha=0.2)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("training episode return (smoothed)")
     ax.set_title(f"{env}, preset {preset}: mean and min–max over seeds")

@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     cfg.run.compile = lib == "rlctl-fast"
     runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
     res = runner(cfg)
-    res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed),
+    res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed), "budget": int(steps),
                 "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"]})
     returns = [r for _, r in res["episodes"]]
     res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
