@@ -67,22 +67,29 @@ def _import_optuna() -> Any:
     return optuna
 
 
-def sample_overrides(trial: Any) -> dict[str, Any]:
-    """One point of :data:`SEARCH_SPACE` as a nested override dict."""
+def as_overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's flat ``{"section.key": value}`` params as a nested config dict (``"64x64"`` → ``[64, 64]``)."""
     nested: dict[str, Any] = {}
-    for path, spec in SEARCH_SPACE.items():
-        kind = spec[0]
-        if kind == "log":
-            value: Any = trial.suggest_float(path, spec[1], spec[2], log=True)
-        elif kind == "float":
-            value = trial.suggest_float(path, spec[1], spec[2])
-        else:
-            value = trial.suggest_categorical(path, spec[1])
+    for path, value in params.items():
         if path == "policy.hidden_sizes":
             value = [int(x) for x in str(value).split("x")]
         section, key = path.split(".")
         nested.setdefault(section, {})[key] = value
     return nested
+
+
+def sample_overrides(trial: Any) -> dict[str, Any]:
+    """One point of :data:`SEARCH_SPACE` as a nested override dict."""
+    params: dict[str, Any] = {}
+    for path, spec in SEARCH_SPACE.items():
+        kind = spec[0]
+        if kind == "log":
+            params[path] = trial.suggest_float(path, spec[1], spec[2], log=True)
+        elif kind == "float":
+            params[path] = trial.suggest_float(path, spec[1], spec[2])
+        else:
+            params[path] = trial.suggest_categorical(path, spec[1])
+    return as_overrides(params)
 
 
 def _trial_config(env_id: str, preset: str | None, steps: int, set_items: list[str], trial: Any) -> Config:
@@ -130,13 +137,7 @@ def objective_for(env_id: str, preset: str | None, steps: int, set_items: list[s
 
 def best_preset(env_id: str, params: dict[str, Any]) -> dict[str, Any]:
     """The best trial's parameters as a preset entry ``{env_id: {section: {key: value}}}``."""
-    nested: dict[str, Any] = {}
-    for path, value in params.items():
-        if path == "policy.hidden_sizes":
-            value = [int(x) for x in str(value).split("x")]
-        section, key = path.split(".")
-        nested.setdefault(section, {})[key] = value
-    return {env_id: nested}
+    return {env_id: as_overrides(params)}
 
 
 def run_cli(args: argparse.Namespace) -> int:
