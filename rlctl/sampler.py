@@ -57,6 +57,9 @@ class InlineSampler:
     def publish(self, agent: ActorCritic) -> None:
         """Nothing to do: the collector holds the learner's own module."""
 
+    def sync_stats(self, agent: ActorCritic) -> None:
+        """Nothing to do: the collector updates the learner's own normalizers."""
+
     def launch(self, global_step: int) -> None:
         self._step = global_step
 

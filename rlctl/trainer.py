@@ -197,8 +197,7 @@ def train(
             rollout, info = sampler.wait()
             rollout = rollout.to(device)
             wait_s = time.perf_counter() - t_wait
-            if not isinstance(sampler, InlineSampler):
-                sampler.sync_stats(agent)
+            sampler.sync_stats(agent)
             global_step += cfg.batch_size
             last_update = update == cfg.num_updates - 1
             if overlap and not last_update:
