@@ -128,7 +128,8 @@ def make_vector_env(
     final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
     without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
     """
-    make_env(env_id, kwargs, max_episode_steps).close()  # fail fast, in this process, with a clear error
+    if vectorization == "async":  # fail fast here with a clear error, not inside a subprocess
+        make_env(env_id, kwargs, max_episode_steps).close()
     fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn) for _ in range(num_envs)]
     mode = AutoresetMode.SAME_STEP
     if vectorization == "sync":
