@@ -38,9 +38,15 @@ class RunningMeanStd(nn.Module):
             self._update_torch(batch)
 
     def _update_numpy(self, batch: torch.Tensor) -> None:
-        # Called once per env step: NumPy on the buffers' shared memory is ~4x cheaper than a
-        # dozen tiny torch ops, and computes the same float64 result.
-        x = batch.detach().cpu().numpy().astype(np.float64, copy=False)
+        self.update_numpy(batch.detach().cpu().numpy())
+
+    def update_numpy(self, batch: np.ndarray) -> None:
+        """:meth:`update` for a NumPy batch on CPU buffers.
+
+        Called once per env step: NumPy on the buffers' shared memory is ~4x cheaper than a dozen
+        tiny torch ops, and computes the same float64 result.
+        """
+        x = np.asarray(batch).astype(np.float64, copy=False)
         mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
         b_count = x.shape[0]
         if b_count == 1:  # the common one-env case: exactly what mean/var of one row give

@@ -15,6 +15,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.fast_inference import NumpyActorCritic
+from agents.fast_inference import supports as supports_fast
 from agents.policy import ActorCritic
 from agents.rollout import POLICY_ACTOR, Rollout
 from rlctl.config import PPOConfig
@@ -23,11 +25,15 @@ from rlctl.spaces import SpaceAdapter
 
 @dataclass
 class Episode:
-    """A finished episode: global step at its end, raw (unscaled) return and length."""
+    """A finished episode: global step at its end, raw (unscaled) return and length.
+
+    ``success`` is the env's ``info["is_success"]`` on the last step, or None when the env does not report one.
+    """
 
     step: int
     ret: float
     length: int
+    success: bool | None = None
 
 
 @dataclass
@@ -40,12 +46,12 @@ class RolloutInfo:
 
     def to_plain(self) -> dict[str, Any]:
         """Lists and dicts only (checkpoints load without pickled classes)."""
-        return {"episodes": [[e.step, e.ret, e.length] for e in self.episodes],
+        return {"episodes": [[e.step, e.ret, e.length, e.success] for e in self.episodes],
                 "reward_components": dict(self.reward_components), "timing": dict(self.timing)}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
-        return cls([Episode(int(s), float(r), int(n)) for s, r, n in data["episodes"]],
+        return cls([Episode(int(e[0]), float(e[1]), int(e[2]), e[3] if len(e) > 3 else None) for e in data["episodes"]],
                    dict(data["reward_components"]), dict(data.get("timing", {})))
 
 
@@ -118,20 +124,31 @@ class Collector:
         put = _RowWriter(rollout)
         rollout.actor.fill_(POLICY_ACTOR)  # every action below comes from the learned policy
 
+        # CPU Gaussian MLPs act through NumPy views of the same weights (agents/fast_inference.py)
+        fast = NumpyActorCritic(agent) if supports_fast(agent) and put.cpu else None
+
         for t in range(num_steps):
-            obs = self._obs_tensor(self.next_obs)
-            if update_obs_stats:
-                agent.obs_rms.update(obs)
-            norm_obs = agent.normalize_obs(obs)
-            dist = agent.dist(norm_obs)
-            action = dist.sample()
-            logp_dims = dist.log_prob_dims(action)
-            env_action = agent.to_env_action(action)
-
-            put(t, obs=norm_obs, actions=action, executed_actions=env_action, logprobs_dims=logp_dims,
-                logprobs=logp_dims.sum(-1), values=agent.value(norm_obs))
-
-            env_action_np = self.adapter.to_env(env_action.cpu().numpy())
+            if fast is not None:
+                obs_np = self.adapter.obs(self.next_obs)
+                if update_obs_stats:
+                    agent.obs_rms.update_numpy(obs_np)
+                norm_np = fast.normalize(obs_np)
+                act_np, env_act_np, logp_np, value_np = fast.step(norm_np)
+                put(t, obs=norm_np, actions=act_np, executed_actions=env_act_np, logprobs_dims=logp_np,
+                    logprobs=logp_np.sum(-1), values=value_np)
+                env_action_np = self.adapter.to_env(env_act_np)
+            else:
+                obs = self._obs_tensor(self.next_obs)
+                if update_obs_stats:
+                    agent.obs_rms.update(obs)
+                norm_obs = agent.normalize_obs(obs)
+                dist = agent.dist(norm_obs)
+                action = dist.sample()
+                logp_dims = dist.log_prob_dims(action)
+                env_action = agent.to_env_action(action)
+                put(t, obs=norm_obs, actions=action, executed_actions=env_action, logprobs_dims=logp_dims,
+                    logprobs=logp_dims.sum(-1), values=agent.value(norm_obs))
+                env_action_np = self.adapter.to_env(env_action.cpu().numpy())
             t_env = time.perf_counter()
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action_np)
             env_time += time.perf_counter() - t_env
@@ -160,11 +177,17 @@ class Collector:
                 if "reward_components" in source:
                     mask = source["_reward_components"]
                     for name, values in source["reward_components"].items():
+                        if name.startswith("_"):  # the vector env's per-key masks, not components
+                            continue
                         comp_sums[name] = comp_sums.get(name, 0.0) + float(np.asarray(values)[mask].sum())
 
+            final_info = info.get("final_info", {})
             for i in np.nonzero(done)[0]:
+                success = None
+                if "is_success" in final_info and final_info["_is_success"][i]:
+                    success = bool(final_info["is_success"][i])
                 episodes.append(Episode(global_step + (t + 1) * self.steps_per_row, float(self.ep_returns[i]),
-                                        int(self.ep_lengths[i])))
+                                        int(self.ep_lengths[i]), success))
                 self.ep_returns[i] = 0.0
                 self.ep_lengths[i] = 0
             self.next_obs = next_obs
