@@ -16,7 +16,8 @@ from envs.reward import RewardFn, RewardHook
 from envs.snapshot import Snapshot
 
 # Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
-_EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet"}
+_EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet", "make_quad": "bullet",
+           "envs.robots": "bullet"}
 
 
 _seen_mujoco_warnings: set[str] = set()
@@ -110,7 +111,7 @@ def make_env(
         extra = next((name for key, name in _EXTRAS.items() if key in entry), None)
         fix = f"; install it with: pip install 'rlctl[{extra}]'" if extra else ""
         raise EnvError(f"{env_id} needs a simulator that is not installed ({exc}){fix}") from None
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # unknown or invalid keyword arguments
         raise EnvError(f"cannot make {env_id} with kwargs {extra_kwargs}: {exc}") from None
 
 

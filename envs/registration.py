@@ -1,0 +1,41 @@
+"""Register the envs rlctl ships, so ``gymnasium.make("rlctl/...")`` works without rlctl's CLI.
+
+Entry points are strings: importing ``envs`` does not import PyBullet; making one of these envs
+without it installed raises gymnasium's ``DependencyNotInstalled`` naming the ``bullet`` extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv"}
+
+
+def make_quad(task: str = "hover", sim2real: str = "nominal", **kwargs: Any) -> gym.Env:
+    """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets."""
+    from envs.sim2real import apply_sim2real
+    from envs.uav import quadrotor
+
+    if task not in QUAD_TASKS:
+        raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
+    env = getattr(quadrotor, QUAD_TASKS[task])(**kwargs)
+    try:
+        return apply_sim2real(env, sim2real)
+    except ValueError:
+        env.close()
+        raise
+
+
+def register_all() -> None:
+    specs: dict[str, tuple[str, dict[str, Any]]] = {
+        "rlctl/QuadHover-v0": ("envs.registration:make_quad", {"task": "hover"}),
+        "rlctl/QuadWaypoint-v0": ("envs.registration:make_quad", {"task": "waypoint"}),
+        "rlctl/ArmReach-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "dense"}),
+        "rlctl/ArmReachSparse-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
+    }
+    for env_id, (entry, kwargs) in specs.items():
+        if env_id not in gym.registry:
+            # the envs end episodes themselves (time limit → truncated), so no TimeLimit wrapper
+            gym.register(env_id, entry_point=entry, kwargs=kwargs, disable_env_checker=True)

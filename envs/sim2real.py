@@ -1,0 +1,285 @@
+"""The sim-to-real kit: composable wrappers for dynamics randomization, sensor noise, latency and pushes.
+
+Every wrapper is off unless applied, draws from its *own* generator seeded from the episode's reset
+seed (so the same seed gives the same vehicle, noise and delays, and wrappers don't perturb each
+other's streams), and records what it drew in ``info["sim2real"]`` at reset — evaluation can then
+report results per parameter bin. :func:`apply_sim2real` stacks them into the named sets that
+``rlctl eval --env-set`` uses:
+
+* ``nominal``: nothing (the debugging and ablation baseline);
+* ``randomized``: the training distribution (ranges from the reference notes, §4.3);
+* ``held-out``: wider ranges than training plus guaranteed latency — a proxy for the real vehicle.
+
+Order, inside out: dynamics → pushes → action delay → sensor noise → observation delay, so noise is
+added to the measurement and then delayed with it, as on a real sensor bus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from envs.uav.model import QuadParams
+
+
+@dataclass(frozen=True)
+class Range:
+    """How one parameter is perturbed: ``scale`` multiplies the nominal value, ``add`` adds, ``abs`` replaces."""
+
+    low: float
+    high: float
+    op: str = "scale"
+    log: bool = False
+    """sample log-uniformly (for quantities spanning a ratio, like a time constant)"""
+
+    def sample(self, rng: np.random.Generator, nominal: float) -> float:
+        if self.log:
+            value = float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        else:
+            value = float(rng.uniform(self.low, self.high))
+        return {"scale": nominal * value, "add": nominal + value, "abs": value}[self.op]
+
+
+RANDOMIZED_DYNAMICS: dict[str, Range] = {
+    "mass": Range(0.9, 1.1),
+    "inertia": Range(0.7, 1.3),  # per axis
+    "kf": Range(0.9, 1.1),
+    "km": Range(0.7, 1.3),
+    "motor_scale": Range(0.95, 1.05, "abs"),  # per motor
+    "motor_tau": Range(0.03, 0.2, "abs", log=True),
+    "thrust_noise": Range(0.01, 0.05, "abs"),
+    "drag_xy": Range(0.5, 1.5),
+    "drag_z": Range(0.5, 1.5),
+}
+HELD_OUT_DYNAMICS: dict[str, Range] = {
+    "mass": Range(0.8, 1.2),
+    "inertia": Range(0.6, 1.4),
+    "kf": Range(0.85, 1.15),
+    "km": Range(0.5, 1.5),
+    "motor_scale": Range(0.92, 1.08, "abs"),
+    "motor_tau": Range(0.03, 0.3, "abs", log=True),
+    "thrust_noise": Range(0.01, 0.08, "abs"),
+    "drag_xy": Range(0.3, 2.0),
+    "drag_z": Range(0.3, 2.0),
+}
+# Crazyflie-class sensing (quad_sim2multireal's defaults, rounded): position 5 mm, velocity 1 cm/s,
+# gyro white noise plus a per-episode bias.
+SENSOR_NOISE = {"target": 0.005, "velocity": 0.01, "body_rates": 0.005, "rotation": 0.005}
+
+
+def _rng_for(seed: int | None, salt: int, current: np.random.Generator | None) -> np.random.Generator:
+    """A generator for this wrapper: reseeded from the reset seed, else carried on (or fresh entropy)."""
+    if seed is not None:
+        return np.random.default_rng([seed, salt])
+    return current if current is not None else np.random.default_rng()
+
+
+def _record(info: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    info = dict(info)
+    info["sim2real"] = {**info.get("sim2real", {}), key: value}
+    return info
+
+
+class DynamicsRandomization(gym.Wrapper):
+    """Draw the vehicle's physical parameters around the nominal ones at every reset.
+
+    The base env must expose ``nominal`` (a :class:`QuadParams`) and ``set_params``. ``mode="startup"``
+    draws once, at the first reset, and keeps that vehicle (One-Net-style fixed-vehicle evaluation).
+    """
+
+    SALT = 1
+
+    def __init__(self, env: gym.Env, ranges: dict[str, Range] | None = None, mode: str = "reset") -> None:
+        super().__init__(env)
+        if mode not in ("reset", "startup"):
+            raise ValueError(f"mode must be 'reset' or 'startup', got {mode!r}")
+        self.ranges = dict(RANDOMIZED_DYNAMICS if ranges is None else ranges)
+        unknown = set(self.ranges) - set(QuadParams().to_dict())
+        if unknown:
+            raise ValueError(f"cannot randomize unknown parameters {sorted(unknown)}")
+        self.mode = mode
+        self._rng: np.random.Generator | None = None
+        self._drawn: QuadParams | None = None
+
+    def draw(self, rng: np.random.Generator) -> QuadParams:
+        nominal: QuadParams = self.env.unwrapped.nominal  # type: ignore[attr-defined]
+        values: dict[str, Any] = {}
+        for name, rng_range in self.ranges.items():
+            base = getattr(nominal, name)
+            if isinstance(base, tuple):
+                values[name] = tuple(rng_range.sample(rng, float(b)) for b in base)
+            else:
+                values[name] = rng_range.sample(rng, float(base))
+        return nominal.with_values(**values)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._rng = _rng_for(seed, self.SALT, self._rng)
+        if self.mode == "reset" or self._drawn is None:
+            self._drawn = self.draw(self._rng)
+        self.env.unwrapped.set_params(self._drawn)  # type: ignore[attr-defined]
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, _record(info, "dynamics", self._drawn.to_dict())
+
+
+class SensorNoise(gym.Wrapper):
+    """Gaussian noise on named observation parts, plus a constant per-episode gyro bias.
+
+    ``std`` maps names of the base env's ``obs_slices`` to standard deviations; a multiplier scales
+    them all (the held-out set uses 2x).
+    """
+
+    SALT = 2
+
+    def __init__(self, env: gym.Env, std: dict[str, float] | None = None, gyro_bias: float = 0.01,
+                 scale: float = 1.0) -> None:
+        super().__init__(env)
+        slices: dict[str, slice] = getattr(env.unwrapped, "obs_slices", {})
+        self.std = {k: v * scale for k, v in (SENSOR_NOISE if std is None else std).items()}
+        missing = set(self.std) - set(slices)
+        if missing:
+            raise ValueError(f"observation has no parts named {sorted(missing)}; it has {sorted(slices)}")
+        self.slices = slices
+        self.gyro_bias_std = gyro_bias * scale
+        self._rng: np.random.Generator | None = None
+        self.bias = np.zeros(3)
+
+    def _noisy(self, obs: np.ndarray) -> np.ndarray:
+        assert self._rng is not None
+        out = np.array(obs, dtype=np.float64)
+        for name, std in self.std.items():
+            part = self.slices[name]
+            out[part] += self._rng.normal(0.0, std, out[part].shape)
+        if "body_rates" in self.slices:
+            out[self.slices["body_rates"]] += self.bias
+        return out.astype(obs.dtype)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._rng = _rng_for(seed, self.SALT, self._rng)
+        self.bias = self._rng.normal(0.0, self.gyro_bias_std, 3)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._noisy(obs), _record(info, "gyro_bias", self.bias.tolist())
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._noisy(obs), reward, terminated, truncated, info
+
+
+class ObservationDelay(gym.Wrapper):
+    """The policy sees the observation from ``d`` control steps ago, ``d`` drawn per episode in ``steps``."""
+
+    SALT = 3
+
+    def __init__(self, env: gym.Env, steps: tuple[int, int] = (0, 2)) -> None:
+        super().__init__(env)
+        if steps[0] < 0 or steps[1] < steps[0]:
+            raise ValueError(f"steps must be 0 <= low <= high, got {steps}")
+        self.steps = steps
+        self._rng: np.random.Generator | None = None
+        self._buffer: deque[Any] = deque()
+        self.delay = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._rng = _rng_for(seed, self.SALT, self._rng)
+        self.delay = int(self._rng.integers(self.steps[0], self.steps[1] + 1))
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._buffer = deque([obs] * (self.delay + 1), maxlen=self.delay + 1)
+        return obs, _record(info, "obs_delay", self.delay)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._buffer.append(obs)
+        return self._buffer[0], reward, terminated, truncated, info
+
+
+class ActionDelay(gym.Wrapper):
+    """The env executes the action from ``d`` steps ago; until then, the base env's ``neutral_action``."""
+
+    SALT = 4
+
+    def __init__(self, env: gym.Env, steps: tuple[int, int] = (0, 1)) -> None:
+        super().__init__(env)
+        if steps[0] < 0 or steps[1] < steps[0]:
+            raise ValueError(f"steps must be 0 <= low <= high, got {steps}")
+        self.steps = steps
+        self._rng: np.random.Generator | None = None
+        self._queue: deque[Any] = deque()
+        self.delay = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._rng = _rng_for(seed, self.SALT, self._rng)
+        self.delay = int(self._rng.integers(self.steps[0], self.steps[1] + 1))
+        neutral = getattr(self.env.unwrapped, "neutral_action", None)
+        if neutral is None:
+            neutral = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
+        self._queue = deque([np.array(neutral)] * self.delay)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, _record(info, "action_delay", self.delay)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self._queue.append(np.array(action))
+        return self.env.step(self._queue.popleft())
+
+
+class RandomPush(gym.Wrapper):
+    """Every ``interval_s`` seconds (drawn uniformly), change the body's velocity by a random ``speed`` m/s."""
+
+    SALT = 5
+
+    def __init__(self, env: gym.Env, interval_s: tuple[float, float] = (2.0, 5.0),
+                 speed: tuple[float, float] = (0.1, 0.4)) -> None:
+        super().__init__(env)
+        if not hasattr(env.unwrapped, "apply_push"):
+            raise ValueError("RandomPush needs an env with apply_push(delta_v)")
+        self.interval_s, self.speed = interval_s, speed
+        self._rng: np.random.Generator | None = None
+        self._countdown = 0
+        self.pushes = 0
+
+    def _next(self) -> int:
+        assert self._rng is not None
+        dt: float = self.env.unwrapped.dt  # type: ignore[attr-defined]
+        return max(1, round(self._rng.uniform(*self.interval_s) / dt))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._rng = _rng_for(seed, self.SALT, self._rng)
+        self._countdown, self.pushes = self._next(), 0
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self._countdown -= 1
+        if self._countdown <= 0:  # push before the step, so the returned observation already shows it
+            assert self._rng is not None
+            direction = self._rng.normal(size=3)
+            delta_v = direction / np.linalg.norm(direction) * self._rng.uniform(*self.speed)
+            self.env.unwrapped.apply_push(delta_v)  # type: ignore[attr-defined]
+            self.pushes += 1
+            self._countdown = self._next()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, dict(info, pushes=self.pushes)
+
+
+SIM2REAL_SETS = ("nominal", "randomized", "held-out")
+
+
+def apply_sim2real(env: gym.Env, level: str) -> gym.Env:
+    """Wrap ``env`` with one of the named sets (see the module docstring)."""
+    if level == "nominal":
+        return env
+    if level == "randomized":
+        env = DynamicsRandomization(env, RANDOMIZED_DYNAMICS)
+        env = RandomPush(env, (2.0, 5.0), (0.1, 0.4))
+        env = ActionDelay(env, (0, 1))
+        env = SensorNoise(env)
+        return ObservationDelay(env, (0, 2))
+    if level == "held-out":
+        env = DynamicsRandomization(env, HELD_OUT_DYNAMICS)
+        env = RandomPush(env, (1.5, 4.0), (0.2, 0.6))
+        env = ActionDelay(env, (1, 2))
+        env = SensorNoise(env, scale=2.0)
+        return ObservationDelay(env, (1, 3))
+    raise ValueError(f"unknown sim-to-real set {level!r}; choose from {', '.join(SIM2REAL_SETS)}")

@@ -1,0 +1,123 @@
+"""Sim-to-real wrappers: each perturbation does what it says, is seeded, and is recorded at reset."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("pybullet")
+
+import envs  # noqa: F401 - registers rlctl/* ids
+from envs.errors import EnvError
+from envs.make import make_env
+from envs.sim2real import (
+    HELD_OUT_DYNAMICS,
+    RANDOMIZED_DYNAMICS,
+    ActionDelay,
+    DynamicsRandomization,
+    ObservationDelay,
+    RandomPush,
+    Range,
+    SensorNoise,
+)
+from envs.uav.quadrotor import QuadHoverEnv
+
+
+def _rollout(env: gym.Env, actions: np.ndarray, seed: int = 0) -> np.ndarray:
+    obs, _ = env.reset(seed=seed)
+    return np.array([obs] + [env.step(a)[0] for a in actions])
+
+
+def test_randomized_parameters_are_recorded_seeded_and_inside_their_ranges() -> None:
+    env = gym.make("rlctl/QuadHover-v0", sim2real="randomized")
+    draws = [env.reset(seed=s)[1]["sim2real"]["dynamics"] for s in (0, 1, 0)]
+    assert draws[0] == draws[2] and draws[0] != draws[1]
+    nominal = env.unwrapped.nominal
+    for name, r in RANDOMIZED_DYNAMICS.items():
+        values = np.atleast_1d(draws[1][name])
+        ref = np.atleast_1d(getattr(nominal, name)) if r.op == "scale" else 1.0
+        assert np.all(values >= r.low * ref - 1e-12) and np.all(values <= r.high * ref + 1e-12), name
+    assert env.unwrapped.params.mass == draws[2]["mass"]  # the env flies the vehicle drawn last
+    env.close()
+
+
+def test_held_out_ranges_contain_the_training_ranges() -> None:
+    for name, r in RANDOMIZED_DYNAMICS.items():
+        wide = HELD_OUT_DYNAMICS[name]
+        assert wide.low <= r.low and wide.high >= r.high and (wide.low, wide.high) != (r.low, r.high), name
+
+
+def test_a_heavier_or_weaker_vehicle_sinks_on_the_nominal_hover_command() -> None:
+    for name in ("mass", "kf"):
+        factor = 1.2 if name == "mass" else 0.8
+        env = DynamicsRandomization(QuadHoverEnv(drag=False), {name: Range(factor, factor)})
+        env.reset(seed=0)
+        base = env.unwrapped
+        state = base.get_state()
+        state.update(pos=np.array([0.0, 0.0, 1.5]), quat=np.array([0, 0, 0, 1.0]), lin=np.zeros(3), ang=np.zeros(3))
+        base.set_state(state)
+        for _ in range(24):
+            env.step(base.neutral_action)
+        assert base.vel[2] < -0.5, name
+        env.close()
+
+
+def test_observation_delay_shows_the_observation_from_d_steps_ago() -> None:
+    actions = np.random.default_rng(0).uniform(-0.3, 0.3, (15, 4))
+    plain = _rollout(QuadHoverEnv(), actions)
+    delayed_env = ObservationDelay(QuadHoverEnv(), steps=(2, 2))
+    delayed = _rollout(delayed_env, actions)
+    assert delayed_env.delay == 2
+    np.testing.assert_array_equal(delayed[3:], plain[1:-2])
+    np.testing.assert_array_equal(delayed[:3], np.repeat(plain[:1], 3, axis=0))
+
+
+def test_action_delay_executes_the_previous_action() -> None:
+    actions = np.random.default_rng(1).uniform(-0.3, 0.3, (15, 4))
+    base = QuadHoverEnv()
+    shifted = np.vstack([base.neutral_action[None], actions[:-1]])
+    plain = _rollout(base, shifted)
+    delayed = _rollout(ActionDelay(QuadHoverEnv(), steps=(1, 1)), actions)
+    # the last-action part of the observation differs by design; the flight itself is identical
+    flight = slice(0, 18)
+    np.testing.assert_array_equal(delayed[:, flight], plain[:, flight])
+
+
+def test_sensor_noise_has_the_configured_spread_and_a_constant_gyro_bias() -> None:
+    std = 0.01
+    env = SensorNoise(QuadHoverEnv(drag=False), std={"velocity": std}, gyro_bias=0.05)
+    clean = QuadHoverEnv(drag=False)
+    obs, info = env.reset(seed=2)
+    clean_obs, _ = clean.reset(seed=2)
+    noise, bias = [obs[12:15] - clean_obs[12:15]], [obs[15:18] - clean_obs[15:18]]
+    for _ in range(200):
+        action = clean.neutral_action
+        obs = env.step(action)[0]
+        clean_obs = clean.step(action)[0]
+        noise.append(obs[12:15] - clean_obs[12:15])
+        bias.append(obs[15:18] - clean_obs[15:18])
+    assert np.std(noise) == pytest.approx(std, rel=0.15)
+    np.testing.assert_allclose(np.array(bias), np.tile(info["sim2real"]["gyro_bias"], (201, 1)), atol=1e-6)
+    np.testing.assert_array_equal(obs[:12], clean_obs[:12])  # untouched parts stay exact
+
+
+def test_random_pushes_change_the_velocity_and_are_counted() -> None:
+    env = RandomPush(QuadHoverEnv(drag=False), interval_s=(0.25, 0.25), speed=(0.5, 0.5))
+    env.reset(seed=0)
+    base = env.unwrapped
+    before = base.vel.copy()
+    info: dict = {}
+    for _ in range(base.ctrl_hz // 4):
+        info = env.step(base.neutral_action)[4]
+    assert info["pushes"] == 1
+    assert np.linalg.norm(base.vel - before) > 0.3
+
+
+def test_unknown_sets_and_parameters_are_clear_errors() -> None:
+    with pytest.raises(EnvError, match="held-out"):
+        make_env("rlctl/QuadHover-v0", {"sim2real": "hard"})
+    with pytest.raises(ValueError, match="unknown parameters"):
+        DynamicsRandomization(QuadHoverEnv(), {"wingspan": Range(1, 2)})
+    with pytest.raises(ValueError, match="no parts named"):
+        SensorNoise(QuadHoverEnv(), std={"lidar": 0.1})
