@@ -26,7 +26,7 @@ from typing import Any
 
 from rlctl.errors import UserError
 
-LIBS = ("rlctl", "sb3")
+LIBS = ("rlctl", "rlctl-overlap", "sb3")  # rlctl-overlap: process sampler + overlap (policy lag 1)
 
 
 def add_parser(sub: Any) -> None:
@@ -50,8 +50,13 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--seeds", type=int, default=3, help="seeds per (lib, env) (default 3)")
     r.add_argument("--steps", type=int, default=1_000_000, help="budget per run (default 1M)")
     r.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
-    r.add_argument("--libs", default="rlctl,sb3", help="libraries to run (default rlctl,sb3)")
+    r.add_argument("--libs", default="rlctl,sb3",
+                   help=f"libraries to run, from {','.join(LIBS)} (default rlctl,sb3)")
     r.add_argument("--out", default="results", help="output directory (default results/)")
+
+    from rlctl.bench_uav import add_parser as add_uav
+
+    add_uav(bsub)
 
     q = bsub.add_parser("report", help="rebuild returns tables and plots from finished runs")
     q.add_argument("--preset", default="default", help="which returns matrix (default 'default')")
@@ -60,6 +65,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.bench_verb == "uav":
+        from rlctl.bench_uav import run_cli as run_uav
+
+        return run_uav(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_verb == "sps":
@@ -323,7 +332,7 @@ def _plot_returns(runs: list[dict[str, Any]], path: Path, env: str, preset: str)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     grid = np.linspace(0, max(r["steps"] for r in runs), 100)
-    for lib, color in zip(LIBS, ("tab:blue", "tab:orange"), strict=True):
+    for lib, color in zip(LIBS, ("tab:blue", "tab:green", "tab:orange"), strict=True):
         curves = []
         for r in (r for r in runs if r["lib"] == lib):
             ep = np.asarray(r["episodes"], dtype=float)

@@ -119,6 +119,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
+    if args.env_set:
+        return _eval_env_sets(args)
+    if args.target is None:
+        raise UserError("rlctl eval needs a RUN or CKPT (or --env-set with --baseline and --env)")
     cfg, agent, adapter, ckpt_path = _load_policy(args.target)
     result = evaluate_policy(agent, adapter, cfg, args.episodes, args.deterministic, args.seed)
     result["checkpoint"] = str(ckpt_path)
@@ -129,6 +133,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     kind = "deterministic" if args.deterministic else "stochastic"
     print(f"{cfg.env.id}: {result['mean_return']:.2f} ± {result['std_return']:.2f} over {args.episodes} "
           f"{kind} episodes (mean length {result['mean_length']:.0f}) → {out}")
+    return 0
+
+
+def _eval_env_sets(args: argparse.Namespace) -> int:
+    """The sim-to-real protocol: the deterministic policy (and/or a baseline) on named env sets."""
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, format_table, policy_actor
+
+    sets = [s for s in args.env_set.split(",") if s]
+    actors: dict[str, Any] = {}
+    if args.target is not None:
+        cfg, agent, adapter, ckpt_path = _load_policy(args.target)
+        env_id, env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
+        env_kwargs.pop("sim2real", None)  # the set decides
+        actors["policy"] = policy_actor(agent, adapter)
+        default_out = ckpt_path.parent / f"eval-sets-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    elif args.env and args.baseline:
+        env_id, env_kwargs = args.env, {}
+        default_out = Path(f"eval-sets-{_safe(env_id)}-{args.baseline}.json")
+    else:
+        raise UserError("--env-set needs a RUN/CKPT, or --baseline with --env")
+    if args.baseline:
+        actors[args.baseline] = baseline_actor(args.baseline)
+    out = Path(args.out) if args.out else default_out
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists; pass --force to overwrite it")
+    result = evaluate_sets(env_id, env_kwargs, actors, sets, args.episodes, args.seed)
+    out.write_text(json.dumps(result, indent=2))
+    print(format_table(result))
+    print(f"→ {out}")
     return 0
 
 
@@ -202,9 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a trained policy",
                        description="Run full episodes and report the return.")
-    p.add_argument("target", metavar="RUN|CKPT", help="a run directory or a checkpoint file")
+    p.add_argument("target", metavar="RUN|CKPT", nargs="?", help="a run directory or a checkpoint file")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
     p.add_argument("--deterministic", action="store_true", help="act with the policy's mode instead of sampling")
+    p.add_argument("--env-set", metavar="SETS",
+                   help="sim-to-real protocol on these sets, e.g. nominal,randomized,held-out (rlctl/Quad* envs): "
+                        "success rate with 95%% CI, time to goal, failure causes; deterministic policy")
+    p.add_argument("--baseline", choices=("pid", "ik"),
+                   help="with --env-set: also evaluate the env's scripted controller on the same episodes")
+    p.add_argument("--env", help="with --env-set and --baseline but no RUN: the env to evaluate the baseline on")
     p.add_argument("--seed", type=int, default=10_000, help="episode i is reset with seed+i (default 10000)")
     p.add_argument("--out", help="JSON result path (default next to the checkpoint, eval-<time>.json)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -224,10 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     from rlctl.bench import add_parser as add_bench
+    from rlctl.export_cli import add_parser as add_export
     from rlctl.tune import add_parser as add_tune
 
     add_bench(sub)
     add_tune(sub)
+    add_export(sub)
     return parser
 
 

@@ -220,6 +220,9 @@ def train(
                 recent.append(ep.ret)
                 all_returns.append(ep.ret)
             scalars = {f"losses/{k}": v for k, v in stats.items() if k != "epochs"}
+            successes = [ep.success for ep in info.episodes if ep.success is not None]
+            if successes:  # envs that report info["is_success"] (goal-reaching tasks)
+                scalars["charts/success_rate"] = float(np.mean(successes))
             scalars["losses/update_epochs"] = stats["epochs"]
             scalars["charts/learning_rate"] = lr
             scalars["charts/policy_lag"] = float(sampler.policy_lag)

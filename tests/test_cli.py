@@ -128,13 +128,13 @@ def test_sigkilled_cli_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
 
 def test_help_documents_every_verb_and_option() -> None:
     top = rlctl("--help").stdout
-    for verb in ("train", "eval", "enjoy", "presets", "bench", "tune"):
+    for verb in ("train", "eval", "enjoy", "presets", "bench", "tune", "export"):
         assert verb in top
     train = rlctl("train", "--help").stdout
     for flag in ("--env", "--preset", "--steps", "--seed", "--num-envs", "--device", "--set", "--run-dir",
                  "--resume", "--force"):
         assert flag in train
-    assert "--deterministic" in rlctl("eval", "--help").stdout
+    assert "--deterministic" in rlctl("eval", "--help").stdout and "--env-set" in rlctl("eval", "--help").stdout
     assert "--video" in rlctl("enjoy", "--help").stdout
 
 

@@ -1,0 +1,301 @@
+"""``rlctl bench uav``: PPO on the quadrotor tasks against the PID baseline, and the sim-to-real gap.
+
+1. Train a tasks × training-sets × seeds matrix (each run a separate ``rlctl train`` process; runs are
+   claimed with lock files, so the matrix is resumable and can be shared by two invocations).
+2. Evaluate every run and the PID with the sim-to-real protocol (:mod:`rlctl.sim2real_eval`) on the
+   same seeded episodes of the nominal, randomized and held-out sets.
+3. Write ``uav.md`` (tables), learning curves and a flight strip (PNG) to ``--out``.
+
+Run directories (checkpoints, TensorBoard) go to ``runs/bench-uav/``; the per-run summaries that the
+report is built from go to ``<out>/runs/uav/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rlctl.errors import UserError
+
+TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0"}
+EVAL_SETS = ["nominal", "randomized", "held-out"]
+EVAL_SEED = 10_000
+
+
+def add_parser(bsub: Any) -> None:
+    u = bsub.add_parser("uav", help="PPO vs PID on the quadrotor tasks, with the sim-to-real gap")
+    u.add_argument("--tasks", default="hover,waypoint", help=f"comma-separated, from {','.join(TASKS)}")
+    u.add_argument("--train-sets", default="nominal,randomized", help="training env sets (nominal, randomized)")
+    u.add_argument("--seeds", type=int, default=3, help="seeds per (task, training set) (default 3)")
+    u.add_argument("--steps", type=int, help="training budget per run (default: each task's preset)")
+    u.add_argument("--jobs", type=int, default=2, help="training runs in parallel (default 2)")
+    u.add_argument("--episodes", type=int, default=50, help="evaluation episodes per set (default 50)")
+    u.add_argument("--runs-dir", default="runs/bench-uav", help="where the training runs go")
+    u.add_argument("--out", default="results", help="output directory (default results/)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    tasks = [t for t in args.tasks.split(",") if t]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise UserError(f"unknown --tasks {bad}; choose from {', '.join(TASKS)}")
+    train_sets = [s for s in args.train_sets.split(",") if s]
+    bad = [s for s in train_sets if s not in ("nominal", "randomized")]
+    if bad:
+        raise UserError(f"unknown --train-sets {bad}; choose from nominal, randomized")
+    if args.seeds < 1 or (args.steps is not None and args.steps < 1) or args.jobs < 1 or args.episodes < 1:
+        raise UserError("--seeds, --steps, --jobs and --episodes must be positive")
+    out, runs = Path(args.out), Path(args.runs_dir)
+    summaries = out / "runs" / "uav"
+    summaries.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = [(task, ts, seed) for task in tasks for seed in range(1, args.seeds + 1) for ts in train_sets]
+    train_matrix(todo, args.steps, args.jobs, runs, summaries)
+    evaluate_matrix(todo, tasks, args.episodes, runs, summaries)
+    report(out, summaries, runs, args)
+    return 0
+
+
+def _name(task: str, train_set: str, seed: int) -> str:
+    return f"{task}__{train_set}__s{seed}"
+
+
+def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, jobs: int, runs: Path, summaries: Path) -> None:
+    pending = list(todo)
+    active: list[tuple[subprocess.Popen[bytes], Path, Path, float]] = []
+    while pending or active:
+        while pending and len(active) < jobs:
+            task, train_set, seed = pending.pop(0)
+            name = _name(task, train_set, seed)
+            done, lock = summaries / f"{name}.train.json", summaries / f"{name}.lock"
+            if done.exists():
+                continue
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+            except FileExistsError:
+                continue
+            run_dir = runs / name
+            budget = ["--steps", str(steps)] if steps else []
+            cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed), *budget,
+                   "--run-dir", str(run_dir), "--force", "--quiet",
+                   "--set", f"env.kwargs={{sim2real: {train_set}}}", "--set", "run.eval_episodes=0"]
+            log = open(summaries / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            print(f"train {name}", flush=True)
+            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), lock, done,
+                           time.perf_counter()))
+        time.sleep(2.0)
+        for item in list(active):
+            proc, lock, done, t0 = item
+            if proc.poll() is None:
+                continue
+            active.remove(item)
+            lock.unlink(missing_ok=True)
+            if proc.returncode != 0:
+                print(f"FAILED: {done.name} (see {done.with_suffix('').with_suffix('.log')})", flush=True)
+                continue
+            done.write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
+            print(f"trained {done.name}", flush=True)
+
+
+def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes: int, runs: Path,
+                    summaries: Path) -> None:
+    from rlctl.cli import _load_policy
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, policy_actor
+
+    for task in tasks:
+        path = summaries / f"{task}__pid.eval.json"
+        if not path.exists():
+            print(f"evaluate PID on {task}", flush=True)
+            result = evaluate_sets(TASKS[task], {}, {"pid": baseline_actor("pid")}, EVAL_SETS, episodes, EVAL_SEED)
+            path.write_text(json.dumps(result, indent=2))
+    for task, train_set, seed in todo:
+        name = _name(task, train_set, seed)
+        path = summaries / f"{name}.eval.json"
+        if path.exists() or not (summaries / f"{name}.train.json").exists():
+            continue
+        print(f"evaluate {name}", flush=True)
+        _, agent, adapter, _ = _load_policy(str(runs / name))
+        result = evaluate_sets(TASKS[task], {}, {"policy": policy_actor(agent, adapter)}, EVAL_SETS, episodes,
+                               EVAL_SEED)
+        path.write_text(json.dumps(result, indent=2))
+
+
+def _cell(rates: list[float]) -> str:
+    if not rates:
+        return "—"
+    sd = statistics.pstdev(rates) if len(rates) > 1 else 0.0
+    return f"{statistics.mean(rates):.2f} ± {sd:.2f}"
+
+
+def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> None:
+    from rlctl.bench import _machine
+    from rlctl.sim2real_eval import wilson_interval
+
+    lines = [
+        "# UAV: PPO vs the PID baseline, and the sim-to-real gap", "",
+        f"Command: `rlctl bench uav --tasks {args.tasks} --train-sets {args.train_sets} --seeds {args.seeds} "
+        + (f"--steps {args.steps} " if args.steps else "") + f"--episodes {args.episodes}`  ",
+        "Budgets: " + (f"{args.steps:,} steps per run" if args.steps else "each task's preset "
+                       "(`rlctl presets rlctl/QuadHover-v0`: 600k steps; `rlctl/QuadWaypoint-v0`: 1M)") + "  ",
+        f"Machine: {_machine()}  ",
+        "Protocol: every controller flies the same seeded episodes (episode i reset with seed "
+        f"{EVAL_SEED}+i) of each set; deterministic policy (mean action). *nominal*: the Crazyflie model, no "
+        "noise; *randomized*: the training distribution (mass, inertia, kf, km, per-motor thrust, motor lag "
+        "0.03–0.2 s, thrust noise, drag, sensor noise, 0–2 steps observation delay, 0–1 step action delay, "
+        "pushes); *held-out*: wider ranges than training plus 1–3 steps observation and 1–2 steps action delay "
+        "(a proxy for the real vehicle). Success: within 0.1 m and 0.2 m/s of the final target for the last "
+        "second, no crash. PPO cells: mean ± std over seeds of each seed's success rate; PID: one controller, "
+        "with the Wilson 95% interval.", "",
+    ]
+    for task in TASKS:
+        pid_path = summaries / f"{task}__pid.eval.json"
+        if not pid_path.exists():
+            continue
+        pid = json.loads(pid_path.read_text())["results"]["pid"]
+        lines += [f"## {task} (`{TASKS[task]}`)", "",
+                  "| controller | trained on | seeds | nominal | randomized | held-out | held-out ÷ nominal | "
+                  "time to goal (s, nominal) | failures (held-out, all seeds) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        cells = []
+        for level in EVAL_SETS:
+            s = pid[level]
+            low, high = wilson_interval(s["successes"], s["episodes"])
+            cells.append(f"{s['success_rate']:.2f} [{low:.2f}, {high:.2f}]")
+        gap = pid.get("gap_held_out_over_nominal", float("nan"))
+        fails = ", ".join(f"{k} {v}" for k, v in pid["held-out"]["failures"].items()) or "—"
+        lines.append(f"| PID (DSL gains) | — | — | {' | '.join(cells)} | {gap:.2f} | "
+                     f"{pid['nominal']['mean_time_to_goal_s']:.2f} | {fails} |")
+        for train_set in ("nominal", "randomized"):
+            evals = [json.loads(p.read_text())["results"]["policy"]
+                     for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+            if not evals:
+                continue
+            rates = {lv: [e[lv]["success_rate"] for e in evals] for lv in EVAL_SETS}
+            gaps = [e[lv2]["success_rate"] / e[lv1]["success_rate"]
+                    for e in evals for lv1, lv2 in [("nominal", "held-out")] if e[lv1]["success_rate"] > 0]
+            times = [e["nominal"]["mean_time_to_goal_s"] for e in evals]
+            fail_total: dict[str, int] = {}
+            for e in evals:
+                for k, v in e["held-out"]["failures"].items():
+                    fail_total[k] = fail_total.get(k, 0) + v
+            fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
+            lines.append(f"| PPO | {train_set} | {len(evals)} | {_cell(rates['nominal'])} | "
+                         f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)} | "
+                         f"{statistics.mean(times):.2f} | {fails} |")
+        lines.append("")
+        _plot_curves(task, runs, out / f"uav_{task}_curves.png")
+        lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
+        lines.append("")
+    strip = _flight_strip(runs, out / "uav_hover_flight.png")
+    if strip:
+        lines += ["Flight: " + strip, ""]
+    walls = [json.loads(p.read_text())["wall_s"] for p in summaries.glob("*.train.json")]
+    if walls:
+        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average "
+                     f"({args.jobs} runs in parallel).")
+    (out / "uav.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _plot_curves(task: str, runs: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rlctl.logger import read_metrics
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for train_set, color in (("nominal", "tab:blue"), ("randomized", "tab:orange")):
+        curves = []
+        for run in sorted(runs.glob(f"{task}__{train_set}__s*")):
+            if not (run / "metrics.jsonl").exists():
+                continue
+            pts = [(r["step"], r["value"]) for r in read_metrics(run / "metrics.jsonl")
+                   if r["tag"] == "charts/success_rate"]
+            if len(pts) > 1:
+                curves.append(np.array(pts, dtype=float))
+        if not curves:
+            continue
+        grid = np.linspace(0, min(c[-1, 0] for c in curves), 60)
+        arr = np.vstack([np.interp(grid, c[:, 0], np.convolve(c[:, 1], np.ones(5) / 5, mode="same")) for c in curves])
+        ax.plot(grid, arr.mean(0), color=color, label=f"PPO trained on {train_set} ({len(curves)} seeds)")
+        ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{TASKS[task]}: mean and min–max over seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _flight_strip(runs: Path, path: Path) -> str:
+    """Frames of one nominal hover episode flown by seed 1's policy, plus its position vs the PID's."""
+    run = runs / _name("hover", "randomized", 1)
+    if not (run / "checkpoint.pt").exists():
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from envs.make import make_env
+    from rlctl.cli import _load_policy
+    from rlctl.evaluate import act
+    from rlctl.sim2real_eval import baseline_for
+
+    _, agent, adapter, _ = _load_policy(str(run))
+    traces: dict[str, np.ndarray] = {}
+    frames = []
+    hz = 48
+    for who in ("PPO", "PID"):
+        env = make_env(TASKS["hover"], {}, render_mode="rgb_array")
+        ctrl = baseline_for("pid", env)
+        obs, _ = env.reset(seed=EVAL_SEED)
+        base: Any = env.unwrapped
+        hz = base.ctrl_hz
+        pos, done, t = [base.pos.copy()], False, 0
+        while not done:
+            action = act(agent, adapter, obs, True) if who == "PPO" else ctrl.act(obs)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            t += 1
+            pos.append(base.pos.copy())
+            if who == "PPO" and t % base.ctrl_hz == 1:
+                frames.append((t * base.dt, env.render()))
+        traces[who] = np.array(pos)
+        env.close()
+    fig = plt.figure(figsize=(12, 5.2))
+    n = min(len(frames), 5)
+    for i in range(n):
+        ax = fig.add_subplot(2, n, i + 1)
+        ax.imshow(np.asarray(frames[i][1]))
+        ax.set_title(f"t = {frames[i][0]:.1f} s")
+        ax.axis("off")
+    ax = fig.add_subplot(2, 1, 2)
+    for who, style in (("PPO", "-"), ("PID", "--")):
+        tr = traces[who]
+        ts = np.arange(len(tr)) / hz
+        for k, axis in enumerate("xyz"):
+            goal = 1.0 if axis == "z" else 0.0
+            ax.plot(ts, tr[:, k] - goal, style, color=f"C{k}", label=f"{who} {axis} error")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("position − goal (m)")
+    ax.legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return f"`{path.name}` (PPO trained on randomized, seed 1, nominal episode seed {EVAL_SEED}; PID dashed)"

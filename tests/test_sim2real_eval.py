@@ -1,0 +1,56 @@
+"""The sim-to-real evaluation protocol: intervals, the CLI, and policy vs baseline on the same episodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlctl.sim2real_eval import wilson_interval
+from tests.test_cli import assert_user_error, rlctl
+
+pytest.importorskip("pybullet")
+
+
+def test_wilson_interval_matches_known_values_and_stays_inside_0_1() -> None:
+    low, high = wilson_interval(10, 20)
+    assert low == pytest.approx(0.2993, abs=1e-3) and high == pytest.approx(0.7007, abs=1e-3)
+    assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(0, 20)[1] == pytest.approx(0.1611, abs=1e-3)
+    assert wilson_interval(20, 20)[1] == 1.0 and wilson_interval(20, 20)[0] == pytest.approx(0.8389, abs=1e-3)
+
+
+def test_pid_baseline_eval_reports_success_per_set_and_the_gap(tmp_path: Path) -> None:
+    out = tmp_path / "pid.json"
+    proc = rlctl("eval", "--env", "rlctl/QuadHover-v0", "--baseline", "pid", "--env-set", "nominal,held-out",
+                 "--episodes", "4", "--out", str(out))
+    result = json.loads(out.read_text())["results"]["pid"]
+    assert result["nominal"]["episodes"] == 4 and result["nominal"]["success_rate"] >= 0.75
+    assert 0.0 <= result["held-out"]["success_ci95"][0] <= result["held-out"]["success_ci95"][1] <= 1.0
+    assert "gap_held_out_over_nominal" in result
+    assert "held-out / nominal" in proc.stdout
+
+
+def test_policy_and_baseline_share_the_same_seeded_episodes(tmp_path: Path) -> None:
+    run = tmp_path / "quad"
+    rlctl("train", "--env", "rlctl/QuadHover-v0", "--steps", "2048", "--run-dir", str(run), "--quiet",
+          "--set", "run.eval_episodes=0")
+    out = tmp_path / "sets.json"
+    rlctl("eval", str(run), "--baseline", "pid", "--env-set", "nominal,randomized", "--episodes", "2",
+          "--out", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"policy", "pid"}
+    for per_set in result["results"].values():
+        assert per_set["nominal"]["episodes"] == per_set["randomized"]["episodes"] == 2
+    assert result["seed"] == 10_000
+    tags = {json.loads(line)["tag"] for line in (run / "metrics.jsonl").read_text().splitlines()}
+    assert "charts/success_rate" in tags and "reward/proximity" in tags
+    assert not [t for t in tags if t.startswith("reward/_")]  # the vector env's masks are not components
+
+
+def test_bad_env_set_requests_are_clear_errors() -> None:
+    assert_user_error(rlctl("eval", "--env", "rlctl/QuadHover-v0", "--baseline", "pid", "--env-set", "windy",
+                            check=False), "unknown --env-set")
+    assert_user_error(rlctl("eval", "--env", "CartPole-v1", "--baseline", "pid", "--env-set", "nominal",
+                            check=False), "Quad")
+    assert_user_error(rlctl("eval", "--env-set", "nominal", check=False), "--baseline")
