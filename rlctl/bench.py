@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from rlctl.bench_worker import WARMUP_ROLLOUTS
 from rlctl.errors import UserError
 
 LIBS = ("rlctl", "rlctl-overlap", "sb3")  # rlctl-overlap: process sampler + overlap (policy lag 1)
@@ -42,6 +43,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override applied to both libraries, e.g. env.num_envs=8")
     s.add_argument("--tag", default="", help="suffix for the output file names (e.g. 8env)")
+    s.add_argument("--workers", default="1",
+                   help="sampler worker counts for the process+overlap+compile variant, e.g. 1,2,4 (must divide "
+                        "env.num_envs; default 1)")
     s.add_argument("--out", default="results", help="output directory (default results/)")
 
     r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
@@ -72,7 +76,11 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_verb == "sps":
-        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag)
+        try:
+            workers = sorted({int(w) for w in args.workers.split(",") if w})
+        except ValueError:
+            raise UserError(f"--workers must be comma-separated integers, got {args.workers!r}") from None
+        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag, workers or [1])
     elif args.bench_verb == "returns":
         libs = [x for x in args.libs.split(",") if x]
         bad = [x for x in libs if x not in LIBS]
@@ -140,25 +148,39 @@ SPS_VARIANTS = (
 )
 
 
-def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str], tag: str) -> None:
+def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str], tag: str,
+              workers: list[int] | None = None) -> None:
     _require_sb3()
     from rlctl.config import resolve_config
 
     cfg, _ = resolve_config(env, preset, None, set_items)  # validate the overrides before any run
+    workers = workers or [1]
+    bad = [w for w in workers if w < 1 or cfg.env.num_envs % w]
+    if bad:
+        raise UserError(f"--workers {bad} must be positive and divide env.num_envs ({cfg.env.num_envs})")
+    variants = list(SPS_VARIANTS)
+    at = next(i for i, v in enumerate(variants) if v[0] == "rlctl-fast") + 1
+    variants[at:at] = [(f"rlctl-fast@{w}", 1, f"rlctl, process sampler ({w} workers) + overlap + compile")
+                       for w in workers if w != 1]
     rows: list[dict[str, Any]] = []
     tmp = out / ".sps.json"
     for rep in range(repeats):
-        for lib, threads, label in SPS_VARIANTS:
+        for lib, threads, label in variants:
             res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp, set_items)
             rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
                          "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1),
+                         "steady_sps": round(res.get("steady_sps", float("nan")), 1),
                          **{f"perf_{k}": round(v, 4) for k, v in res.get("perf", {}).items()}})
-            print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS", flush=True)
+            print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS "
+                  f"(steady state {res.get('steady_sps', float('nan')):,.0f})", flush=True)
     tmp.unlink(missing_ok=True)
     medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label)
-               for _, _, label in SPS_VARIANTS}
-    sb3 = medians[next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)]
-    ceiling = medians[next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")]
+               for _, _, label in variants}
+    steady = {label: statistics.median(r["steady_sps"] for r in rows if r["variant"] == label)
+              for _, _, label in variants}
+    sb3_label = next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)
+    ceiling_label = next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")
+    sb3, ceiling = medians[sb3_label], medians[ceiling_label]
     stem = f"sps_{env}_{preset}" + (f"_{tag}" if tag else "")
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -167,24 +189,29 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     lines = [
         f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
         f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}"
-        + "".join(f" --set {item}" for item in set_items) + (f" --tag {tag}" if tag else "") + "`  ",
+        + "".join(f" --set {item}" for item in set_items) + (f" --tag {tag}" if tag else "")
+        + (f" --workers {','.join(map(str, workers))}" if workers != [1] else "") + "`  ",
         f"Shared settings: {cfg.env.num_envs} env(s) × {cfg.ppo.num_steps} steps per rollout, minibatch "
         f"{cfg.ppo.minibatch_size}, {cfg.ppo.update_epochs} epochs, {cfg.policy.hidden_sizes} {cfg.policy.activation} "
         f"networks, normalization obs={cfg.policy.normalize_obs} reward={cfg.ppo.normalize_reward}.  ",
         f"Machine: {_machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps with "
         "the same resolved config (wall time includes env and model construction); variants are interleaved "
-        "within each repeat; the table gives the median over repeats.", "",
-        "| variant | median SPS | ÷ SB3 (default threads) | ÷ env-step ceiling | runs (SPS) |",
-        "|---|---:|---:|---:|---|",
+        "within each repeat; the table gives the median over repeats. *Whole run*: steps / wall time, start-up "
+        f"included. *Steady state*: steps / time from the end of update {WARMUP_ROLLOUTS + 1} to the end of the "
+        f"last, the same window for every library (it leaves out start-up and `torch.compile`).", "",
+        "| variant | whole run SPS | ÷ SB3 | ÷ ceiling | steady-state SPS | ÷ SB3 | ÷ ceiling | runs (whole run) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for _, _, label in SPS_VARIANTS:
+    for _, _, label in variants:
         runs = ", ".join(f"{r['sps']:,.0f}" for r in rows if r["variant"] == label)
         lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
-                     f"{100 * medians[label] / ceiling:.0f}% | {runs} |")
+                     f"{100 * medians[label] / ceiling:.0f}% | {steady[label]:,.0f} | "
+                     f"{steady[label] / steady[sb3_label]:.2f}× | {100 * steady[label] / steady[ceiling_label]:.0f}% | "
+                     f"{runs} |")
     lines += _perf_table(rows, cfg.batch_size)
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    _plot_sps(medians, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
+    _plot_sps(medians, steady, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
     print("\n".join(lines))
 
 
@@ -206,21 +233,27 @@ def _perf_table(rows: list[dict[str, Any]], batch: int) -> list[str]:
     return out
 
 
-def _plot_sps(medians: dict[str, float], rows: list[dict[str, Any]], path: Path, title: str) -> None:
+def _plot_sps(medians: dict[str, float], steady: dict[str, float], rows: list[dict[str, Any]], path: Path,
+              title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(medians) + 1.4))
     labels = list(medians)
+    y = np.arange(len(labels))
     colors = ["tab:blue" if k.startswith("rlctl") else "tab:green" if "ceiling" in k else "tab:gray" for k in labels]
-    ax.barh(labels, [medians[k] for k in labels], color=colors)
+    ax.barh(y - 0.2, [steady[k] for k in labels], height=0.4, color=colors, label="steady state")
+    ax.barh(y + 0.2, [medians[k] for k in labels], height=0.4, color=colors, alpha=0.45, label="whole run")
     for i, label in enumerate(labels):
         pts = [r["sps"] for r in rows if r["variant"] == label]
-        ax.plot(pts, [i] * len(pts), "k.", ms=5)
-    ax.set_xlabel("environment steps per second (training)")
+        ax.plot(pts, [i + 0.2] * len(pts), "k.", ms=4)
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("environment steps per second (training; median of repeats, dots: whole-run repeats)")
     ax.set_title(f"PPO throughput, {title}")
+    ax.legend(loc="lower right", fontsize=8)
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -6,7 +6,8 @@ evaluation with frozen observation statistics.
 
 Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json [KEY=VALUE ...]`` with LIB one of
 ``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``rlctl-fast`` (process sampler + overlap +
-``run.compile``), ``sb3``, ``ceiling`` (random actions through the same vector env, no learning).
+``run.compile``; ``rlctl-fast@N`` with N sampler workers), ``sb3``, ``ceiling`` (random actions through the
+same vector env, no learning).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from rlctl.config import Config, resolve_config
 
 EVAL_EPISODES = 10
 EVAL_SEED = 10_000
+WARMUP_ROLLOUTS = 2  # excluded from steady-state SPS: start-up, first-call allocation, torch.compile
+
+
+def steady_sps(marks: list[tuple[int, float]]) -> float:
+    """Steps per second between the end of rollout WARMUP_ROLLOUTS and the last one (NaN if too short)."""
+    if len(marks) < WARMUP_ROLLOUTS + 2:
+        return float("nan")
+    (s0, t0), (s1, t1) = marks[WARMUP_ROLLOUTS], marks[-1]
+    return (s1 - s0) / (t1 - t0)
 
 
 def sb3_kwargs(cfg: Config) -> dict[str, Any]:
@@ -54,9 +64,15 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
     from rlctl.spaces import adapter_for
     from rlctl.trainer import train
 
+    marks: list[tuple[int, float]] = []
+
+    def mark(scalars: dict[str, Any]) -> bool:
+        marks.append((int(scalars["global_step"]), time.perf_counter()))
+        return False
+
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        result = train(cfg, Path(tmp), progress=False)
+        result = train(cfg, Path(tmp), progress=False, on_update=mark)
         wall = time.perf_counter() - t0
         records = read_metrics(Path(tmp) / "metrics.jsonl")
         episodes = [[r["step"], r["value"]] for r in records if r["tag"] == "charts/episodic_return"]
@@ -70,7 +86,8 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
     adapter = adapter_for(env.observation_space, env.action_space)
     env.close()
     ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED)
-    return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"], "perf": perf}
+    return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"], "perf": perf,
+            "steady_sps": steady_sps(marks)}
 
 
 def run_ceiling(cfg: Config) -> dict[str, Any]:
@@ -88,7 +105,7 @@ def run_ceiling(cfg: Config) -> dict[str, Any]:
         steps += cfg.env.num_envs
     wall = time.perf_counter() - t0
     envs.close()
-    return {"wall_s": wall, "steps": steps, "episodes": [], "eval": [float("nan")]}
+    return {"wall_s": wall, "steps": steps, "episodes": [], "eval": [float("nan")], "steady_sps": steps / wall}
 
 
 def run_sb3(cfg: Config) -> dict[str, Any]:
@@ -99,8 +116,13 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     episodes: list[list[float]] = []
+    marks: list[tuple[int, float]] = []
 
     class Record(BaseCallback):
+        def _on_rollout_start(self) -> None:  # i.e. just after the previous update, as rlctl's on_update
+            if self.num_timesteps > 0:
+                marks.append((self.num_timesteps, time.perf_counter()))
+
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:
@@ -129,7 +151,9 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
             total += float(r)
             done = term or trunc
         returns.append(total)
-    return {"wall_s": wall, "steps": int(model.num_timesteps), "episodes": episodes, "eval": returns}
+    marks.append((int(model.num_timesteps), t0 + wall))  # the end of the last update
+    return {"wall_s": wall, "steps": int(model.num_timesteps), "episodes": episodes, "eval": returns,
+            "steady_sps": steady_sps(marks)}
 
 
 def main(argv: list[str]) -> int:
@@ -143,8 +167,10 @@ def main(argv: list[str]) -> int:
 
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
+    lib, _, n_workers = lib.partition("@")  # rlctl-fast@2: the same variant with 2 sampler workers
     if lib in ("rlctl-overlap", "rlctl-fast"):
         cfg.run.sampler, cfg.run.overlap = "process", True
+        cfg.run.num_workers = int(n_workers or 1)
     cfg.run.compile = lib == "rlctl-fast"
     runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
     res = runner(cfg)

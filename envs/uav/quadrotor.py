@@ -11,10 +11,12 @@ Semantics the learner relies on:
 * a crash (ground or obstacle contact), leaving the flight box or tilting past ``max_tilt`` is a
   *termination* with ``info["failure_reason"]`` and a penalty, never a truncation;
 * the time limit is a *truncation*;
-* the final waypoint is a place to *hold*: the episode runs to its time limit and
-  ``info["is_success"]`` on the last step says whether the vehicle was within ``goal_tol`` m and
-  ``speed_tol`` m/s of it for the last ``hold_s`` seconds. Ending the episode at the goal instead
-  would make a policy that collects per-step proximity reward prefer *not* to finish.
+* the final waypoint is a place to *hold*: the episode runs to its time limit, and
+  ``info["is_success"]`` on the last step says whether the vehicle, at some point, stayed within
+  ``goal_tol`` m and ``speed_tol`` m/s of it for ``hold_s`` seconds, and never crashed
+  (``info["time_to_goal"]`` is when that hold was complete). Ending the episode at the goal
+  instead would make a policy that collects per-step proximity reward prefer *not* to finish;
+  requiring the hold at the very end would make a late random push decide the outcome.
 
 Observations (actor): target − position (world frame), the rotation matrix (row-major), body-frame
 linear velocity, body rates (gyro) and the last ``action_history`` actions. ``obs_slices`` names
@@ -255,7 +257,7 @@ class QuadrotorEnv(gym.Env):
         failure = self._failure()
         terminated = failure is not None
         truncated = not terminated and self.steps >= self.max_steps
-        success = truncated and self.hold >= self.hold_steps_needed
+        success = truncated and self.time_to_goal is not None
         if terminated:
             comp["crash"] = -w["crash"]
         if success:
