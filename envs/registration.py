@@ -10,7 +10,7 @@ from typing import Any
 
 import gymnasium as gym
 
-QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv"}
+QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "QuadGatesEnv"}
 
 
 def make_quad(task: str = "hover", sim2real: str = "nominal", **kwargs: Any) -> gym.Env:
@@ -32,6 +32,7 @@ def register_all() -> None:
     specs: dict[str, tuple[str, dict[str, Any]]] = {
         "rlctl/QuadHover-v0": ("envs.registration:make_quad", {"task": "hover"}),
         "rlctl/QuadWaypoint-v0": ("envs.registration:make_quad", {"task": "waypoint"}),
+        "rlctl/QuadGates-v0": ("envs.registration:make_quad", {"task": "gates"}),
         "rlctl/ArmReach-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "dense"}),
         "rlctl/ArmReachSparse-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
     }

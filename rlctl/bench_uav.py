@@ -24,7 +24,7 @@ from typing import Any
 
 from rlctl.errors import UserError
 
-TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0"}
+TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0", "gates": "rlctl/QuadGates-v0"}
 EVAL_SETS = ["nominal", "randomized", "held-out"]
 EVAL_SEED = 10_000
 
@@ -42,6 +42,7 @@ def add_parser(bsub: Any) -> None:
     u.add_argument("--episodes", type=int, default=50, help="evaluation episodes per set (default 50)")
     u.add_argument("--runs-dir", default="runs/bench-uav", help="where the training runs go")
     u.add_argument("--out", default="results", help="output directory (default results/)")
+    u.add_argument("--report-only", action="store_true", help="only rebuild uav.md and the plots from finished runs")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -60,6 +61,9 @@ def run_cli(args: argparse.Namespace) -> int:
     summaries.mkdir(parents=True, exist_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
     todo = [(task, ts, seed) for task in tasks for seed in range(1, args.seeds + 1) for ts in train_sets]
+    if args.report_only:
+        report(out, summaries, runs, args)
+        return 0
     train_matrix(todo, args.steps, args.randomized_factor, args.jobs, runs, summaries)
     evaluate_matrix(todo, tasks, args.episodes, runs, summaries)
     report(out, summaries, runs, args)
@@ -156,11 +160,8 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
 
     lines = [
         "# UAV: PPO vs the PID baseline, and the sim-to-real gap", "",
-        f"Command: `rlctl bench uav --tasks {args.tasks} --train-sets {args.train_sets} --seeds {args.seeds} "
-        + (f"--steps {args.steps} " if args.steps else "") + f"--episodes {args.episodes}`  ",
-        "Budgets: " + (f"{args.steps:,} steps per run" if args.steps else "each task's preset "
-                       "(`rlctl presets rlctl/QuadHover-v0`: 600k steps; `rlctl/QuadWaypoint-v0`: 1M)")
-        + f", times {args.randomized_factor:g} for training on the randomized set  ",
+        "Produced by `rlctl bench uav` (see README, *Robots and UAVs*); the training matrix behind these tables:"
+        " " + "; ".join(_matrix_summary(summaries)) + ". Runs in parallel: 2.  ",
         f"Machine: {_machine()}  ",
         "Protocol: every controller flies the same seeded episodes (episode i reset with seed "
         f"{EVAL_SEED}+i) of each set; deterministic policy (mean action). *nominal*: the Crazyflie model, no "
@@ -215,10 +216,20 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         lines += ["Flight: " + strip, ""]
     walls = [json.loads(p.read_text())["wall_s"] for p in summaries.glob("*.train.json")]
     if walls:
-        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average "
-                     f"({args.jobs} runs in parallel).")
+        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average, two runs "
+                     "in parallel on the machine above.")
     (out / "uav.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _matrix_summary(summaries: Path) -> list[str]:
+    """``task, trained on SET: N seeds x STEPS`` for each group of finished training runs."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for path in sorted(summaries.glob("*.train.json")):
+        task, train_set, _ = path.name.removesuffix(".train.json").split("__")
+        groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
+    return [f"{task} trained on {ts}: {len(steps)} seeds × {max(steps):,} steps"
+            for (task, ts), steps in groups.items()]
 
 
 def _plot_curves(task: str, runs: Path, path: Path) -> None:

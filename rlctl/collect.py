@@ -116,7 +116,7 @@ class Collector:
         agent, ppo = self.agent, self.ppo
         num_steps, num_envs = rollout.rewards.shape
         update_obs_stats = agent.normalize_inputs
-        final_values: list[tuple[int, np.ndarray, torch.Tensor]] = []
+        final_values: list[tuple[int, Any, torch.Tensor]] = []
         episodes: list[Episode] = []
         comp_sums: dict[str, float] = {}
         env_time = 0.0
@@ -167,8 +167,8 @@ class Collector:
                 truncated=np.asarray(truncated))
 
             # Time-limit bootstrap: V of the true final observation, not of the reset one.
-            cut = np.nonzero(np.logical_and(truncated, np.logical_not(terminated)))[0]
-            if cut.size:
+            cut = np.nonzero(truncated & ~terminated)[0] if truncated.any() else ()
+            if len(cut):
                 final = np.stack([info["final_obs"][i] for i in cut])
                 final_values.append((t, cut, agent.value(agent.normalize_obs(self._obs_tensor(final)))))
 
@@ -182,7 +182,7 @@ class Collector:
                         comp_sums[name] = comp_sums.get(name, 0.0) + float(np.asarray(values)[mask].sum())
 
             final_info = info.get("final_info", {})
-            for i in np.nonzero(done)[0]:
+            for i in np.nonzero(done)[0] if done.any() else ():
                 success = None
                 if "is_success" in final_info and final_info["_is_success"][i]:
                     success = bool(final_info["is_success"][i])

@@ -13,7 +13,7 @@ import envs
 from envs.controllers.quad_pid import QuadPID
 from envs.snapshot import capture_state, restore_state
 from envs.uav.model import QuadParams
-from envs.uav.quadrotor import QuadHoverEnv, QuadWaypointEnv
+from envs.uav.quadrotor import QuadGatesEnv, QuadHoverEnv, QuadWaypointEnv
 
 
 def _place(env: QuadHoverEnv, pos: tuple[float, float, float], omega: float | None = None) -> None:
@@ -24,8 +24,9 @@ def _place(env: QuadHoverEnv, pos: tuple[float, float, float], omega: float | No
     env.set_state(state)
 
 
-def test_env_passes_gymnasium_checker() -> None:
-    env = QuadHoverEnv()
+@pytest.mark.parametrize("cls", [QuadHoverEnv, QuadWaypointEnv, QuadGatesEnv])
+def test_env_passes_gymnasium_checker(cls: type) -> None:
+    env = cls()
     check_env(env, skip_render_check=True)
     env.close()
 
@@ -218,3 +219,38 @@ def test_ctbr_mode_tracks_a_body_rate_command() -> None:
 def test_bad_settings_raise_clear_errors(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         QuadHoverEnv(**kwargs)
+
+
+def test_gates_count_only_inside_the_opening() -> None:
+    env = QuadGatesEnv()
+    pid = QuadPID(env)
+    wins = 0
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)
+        pid.reset()
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(pid.act(obs))
+            done = terminated or truncated
+        wins += info["is_success"]
+    assert wins == 3
+
+    def fly_through(lateral: float, vertical: float) -> dict:
+        env.reset(seed=0)
+        centre, n = env.waypoints[0], env.normals[0]
+        side = np.array([-n[1], n[0], 0.0])
+        state = env.get_state()
+        state.update(pos=centre - 0.15 * n + lateral * side + np.array([0, 0, vertical]), lin=1.0 * n,
+                     ang=np.zeros(3), quat=np.array([0.0, 0.0, 0.0, 1.0]))
+        env.set_state(state)
+        info: dict = {}
+        for _ in range(20):
+            _, _, terminated, _, info = env.step(env.neutral_action)
+            if terminated or info["waypoint"] > 0:
+                break
+        return info
+
+    assert fly_through(0.0, 0.0)["waypoint"] == 1
+    assert fly_through(0.6, 0.0)["failure_reason"] == "missed_gate"
+    assert fly_through(0.28, 0.0)["failure_reason"] == "collision"  # into the side bar
+    env.close()

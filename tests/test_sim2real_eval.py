@@ -54,3 +54,16 @@ def test_bad_env_set_requests_are_clear_errors() -> None:
     assert_user_error(rlctl("eval", "--env", "CartPole-v1", "--baseline", "pid", "--env-set", "nominal",
                             check=False), "Quad")
     assert_user_error(rlctl("eval", "--env-set", "nominal", check=False), "--baseline")
+
+
+def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path) -> None:
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "2048",
+          "--episodes", "2", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
+    report = (out / "uav.md").read_text()
+    assert "| PID (DSL gains) |" in report and "| PPO | nominal | 1 |" in report
+    assert "hover trained on nominal: 1 seeds × 2,048 steps" in report
+    assert (out / "uav_hover_curves.png").stat().st_size > 5_000
+    policy = json.loads((out / "runs" / "uav" / "hover__nominal__s1.eval.json").read_text())
+    assert policy["results"]["policy"]["held-out"]["episodes"] == 2
+    assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")

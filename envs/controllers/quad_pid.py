@@ -1,8 +1,10 @@
 """A cascaded PID for the quadrotor: position → desired thrust vector → attitude → torques → motors.
 
 The structure and the Crazyflie gains are those of gym-pybullet-drones' ``DSLPIDControl`` (Dynamic
-Systems Lab, U. Toronto), re-derived here with two changes: the rate term uses the gyro's body rates
-rather than finite-differenced Euler angles, and the controller reads only the env's *observation*
+Systems Lab, U. Toronto), re-derived here with three changes: the rate term uses the gyro's body rates
+rather than finite-differenced Euler angles; far targets are approached through a "carrot" at most
+``max_pos_err`` away, with the position integral frozen meanwhile (no windup); and the controller
+reads only the env's *observation*
 (goal-relative position, rotation matrix, body velocity, body rates) — the same input a learned
 policy gets, with the same noise and delay when sim-to-real wrappers are on. It knows only the
 *nominal* vehicle: under domain randomization it flies a vehicle it was not tuned for, as a real
@@ -74,9 +76,10 @@ class QuadPID:
         norm = np.linalg.norm(pos_err)
         if norm > self.max_pos_err:
             pos_err = pos_err * (self.max_pos_err / norm)
+        else:  # conditional integration: no windup while chasing a far carrot
+            self.i_pos = np.clip(self.i_pos + pos_err * self.dt, -I_POS_CLAMP, I_POS_CLAMP)
 
         # position loop → desired force in the world frame
-        self.i_pos = np.clip(self.i_pos + pos_err * self.dt, -I_POS_CLAMP, I_POS_CLAMP)
         force = P_POS * pos_err + I_POS * self.i_pos - D_POS * vel + np.array([0.0, 0.0, self.params.weight])
         thrust = max(0.0, float(force @ rot[:, 2]))
 
