@@ -248,7 +248,8 @@ class RandomPush(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         self._rng = _rng_for(seed, self.SALT, self._rng)
         self._countdown, self.pushes = self._next(), 0
-        return self.env.reset(seed=seed, options=options)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, _record(info, "first_push_step", self._countdown)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         self._countdown -= 1

@@ -58,9 +58,11 @@ def add_parser(sub: Any) -> None:
                    help=f"libraries to run, from {','.join(LIBS)} (default rlctl,sb3)")
     r.add_argument("--out", default="results", help="output directory (default results/)")
 
+    from rlctl.bench_suite import add_parser as add_suite
     from rlctl.bench_uav import add_parser as add_uav
 
     add_uav(bsub)
+    add_suite(bsub)
 
     q = bsub.add_parser("report", help="rebuild returns tables and plots from finished runs")
     q.add_argument("--preset", default="default", help="which returns matrix (default 'default')")
@@ -73,6 +75,10 @@ def run_cli(args: argparse.Namespace) -> int:
         from rlctl.bench_uav import run_cli as run_uav
 
         return run_uav(args)
+    if args.bench_verb == "suite":
+        from rlctl.bench_suite import run_cli as run_suite
+
+        return run_suite(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.bench_verb == "sps":
@@ -276,9 +282,18 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
 
     for env in envs:
         check_env_id(env)
-    runs = _runs_dir(out, preset)
-    runs.mkdir(parents=True, exist_ok=True)
     todo = [(lib, env, seed) for seed in range(1, seeds + 1) for env in envs for lib in libs]
+    run_matrix(todo, preset, steps, jobs, _runs_dir(out, preset))
+
+
+def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path) -> None:
+    """Run ``(lib, env, seed)`` jobs, ``jobs`` at a time, one process and one result JSON each.
+
+    Jobs are claimed with lock files, so an interrupted matrix resumes and several invocations (or
+    machines sharing the directory) split the remaining work. ``preset="-"`` gives each env its own.
+    """
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = list(todo)
     active: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     while todo or active:
         while todo and len(active) < jobs:
@@ -287,7 +302,7 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
             lock = result.with_suffix(".lock")
             if result.exists():
                 continue
-            try:  # claim the job; another `bench returns` process may be working through the same list
+            try:  # claim the job; another `bench` process may be working through the same list
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 os.write(fd, str(os.getpid()).encode())
                 os.close(fd)

@@ -104,7 +104,7 @@ def test_sensor_noise_has_the_configured_spread_and_a_constant_gyro_bias() -> No
 
 def test_random_pushes_change_the_velocity_and_are_counted() -> None:
     env = RandomPush(QuadHoverEnv(drag=False), interval_s=(0.25, 0.25), speed=(0.5, 0.5))
-    env.reset(seed=0)
+    assert env.reset(seed=0)[1]["sim2real"]["first_push_step"] == 12  # 0.25 s at 48 Hz
     base = env.unwrapped
     before = base.vel.copy()
     info: dict = {}

@@ -1,0 +1,176 @@
+"""``rlctl bench suite``: the MuJoCo v5 table — tasks × seeds with each task's preset, plus SB3 on some.
+
+Every run is a separate process (see :func:`rlctl.bench.run_matrix`: resumable, lock-claimed, so a
+bigger machine or a second invocation can share the work). The report, ``<out>/mujoco-v5.md``, gives
+per task the CleanRL/Open RL Benchmark metric (mean of the last 100 training episodes) and a
+deterministic 10-episode evaluation, mean ± std across seeds, wall time and SPS, the published
+anchors with their metric, version and seed count, and learning curves with seed bands. Across tasks
+it aggregates normalized scores with the interquartile mean and stratified-bootstrap 95% intervals
+(Agarwal et al. 2021, the method of the ``rliable`` library, implemented here in NumPy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlctl.errors import UserError
+
+MUJOCO_V5 = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5",
+             "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5", "Pusher-v5"]
+TARGETS = {"HalfCheetah-v5": 5000, "Hopper-v5": 2500, "Walker2d-v5": 3500, "Ant-v5": 3000, "Humanoid-v5": 750}
+
+# Published PPO results near 1M steps (../shared/reference/anchors.md §1a), as (score, source). The
+# reference score normalizes each task for the aggregate: 1.0 = that published PPO result.
+ANCHORS: dict[str, list[tuple[float, str]]] = {
+    "HalfCheetah-v5": [(1668.58, "baselines ppo2, v1, 6 seeds, training return"),
+                       (1442.64, "CleanRL, v4, 3 seeds, last 100"), (5819.10, "SB3 zoo, v3, 1 seed, det. eval")],
+    "Hopper-v5": [(2316.16, "baselines ppo2, v1, 6 seeds, training return"),
+                  (2382.86, "CleanRL, v4, 3 seeds, last 100"), (2410.44, "SB3 zoo, v3, 1 seed, det. eval")],
+    "Walker2d-v5": [(3424.95, "baselines ppo2, v1, 6 seeds, training return"),
+                    (2287.95, "CleanRL, v4, 3 seeds, last 100"), (3478.80, "SB3 zoo, v3, 1 seed, det. eval")],
+    "Ant-v5": [(3258.4, "Tianshou, v3, 10 seeds, max of training"), (1327.16, "SB3 zoo, v3, 1 seed, det. eval")],
+    "Humanoid-v5": [(716.11, "CleanRL, v4, 3 seeds, last 100"), (787.1, "Tianshou, v3, 10 seeds, max of training")],
+    "Swimmer-v5": [(111.19, "baselines ppo2, v1, 6 seeds, training return"),
+                   (281.56, "SB3 zoo, v3, 1 seed, det. eval, gamma 0.9999")],
+    "InvertedPendulum-v5": [(809.43, "baselines ppo2, v1, 6 seeds, training return"),
+                            (963.09, "CleanRL, v4, 3 seeds, last 100")],
+    "InvertedDoublePendulum-v5": [(7102.91, "baselines ppo2, v1, 6 seeds, training return"),
+                                  (9231.3, "Tianshou, v2, 10 seeds, max of training")],
+    "Reacher-v5": [(-6.71, "baselines ppo2, v1, 6 seeds, training return"),
+                   (-4.1, "Tianshou, v2, 10 seeds, max of training")],
+    "Pusher-v5": [(-40.38, "CleanRL, v4, 3 seeds, last 100")],
+}
+
+
+def add_parser(bsub: Any) -> None:
+    s = bsub.add_parser("suite", help="the MuJoCo v5 table: tasks × seeds, each task's preset, SB3 alongside")
+    s.add_argument("--tasks", default=",".join(MUJOCO_V5), help="comma-separated env ids (default: 10 MuJoCo v5)")
+    s.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5)")
+    s.add_argument("--steps", type=int, default=1_000_000, help="budget per run (default 1M)")
+    s.add_argument("--sb3-tasks", default="HalfCheetah-v5,Hopper-v5",
+                   help="tasks SB3 also runs, with the same preset and budget ('' for none)")
+    s.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
+    s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the IQM interval")
+    s.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
+    s.add_argument("--out", default="results", help="output directory (default results/)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from envs.make import check_env_id
+    from rlctl.bench import _require_sb3, run_matrix
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    sb3_tasks = [t for t in args.sb3_tasks.split(",") if t]
+    for env in {*tasks, *sb3_tasks}:
+        check_env_id(env)
+    if args.seeds < 1 or args.steps < 1 or args.jobs < 1:
+        raise UserError("--seeds, --steps and --jobs must be positive")
+    out = Path(args.out)
+    runs = out / "runs" / "suite"
+    if not args.report_only:
+        if sb3_tasks:
+            _require_sb3()
+        todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
+                for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
+        run_matrix(todo, "-", args.steps, args.jobs, runs)
+    report(out, runs, args)
+    return 0
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (robust to outlier runs, unlike the mean)."""
+    x = np.sort(np.asarray(scores, dtype=float).reshape(-1))
+    n = len(x)
+    cut = n // 4
+    return float(x[cut:n - cut].mean()) if n - 2 * cut > 0 else float(x.mean())
+
+
+def stratified_bootstrap_ci(per_task: list[np.ndarray], reps: int, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the IQM when each task's runs are resampled with replacement, task by task."""
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(reps):
+        sample = [runs[rng.integers(0, len(runs), len(runs))] for runs in per_task]
+        stats.append(iqm(np.concatenate(sample)))
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _random_score(env_id: str, episodes: int = 10) -> float:
+    """Mean return of uniform random actions (the 0 of the normalized score), seeded."""
+    from envs.make import make_env
+
+    env = make_env(env_id)
+    env.action_space.seed(0)
+    total = 0.0
+    for i in range(episodes):
+        env.reset(seed=i)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+    env.close()
+    return total / episodes
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "—"
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.0f} ± {sd:.0f}"
+
+
+def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
+    from rlctl.bench import _load_runs, _machine, _plot_returns
+
+    runs = _load_runs(runs_dir) if runs_dir.exists() else []
+    if not runs:
+        raise UserError(f"no finished runs under {runs_dir}")
+    tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for r in runs)]
+    tasks += sorted({r["env"] for r in runs} - set(tasks))
+    steps = max(r["budget"] for r in runs)
+    lines = [
+        "# MuJoCo v5: rlctl PPO with each task's preset", "",
+        f"Command: `rlctl bench suite --tasks {args.tasks} --seeds {args.seeds} --steps {args.steps} "
+        f"--sb3-tasks {args.sb3_tasks!r} --jobs {args.jobs}`  ",
+        f"Machine: {_machine()}  ",
+        "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark) "
+        "and of a 10-episode deterministic evaluation with frozen normalization; mean ± std across seeds. SB3 "
+        "runs the same preset (`rlctl/presets/ppo.yaml`, the RL Zoo's tuned values) at the same budget. The "
+        "anchors are published PPO results: mind their metric, version and seed count before comparing.", "",
+        "| task | lib | seeds | last-100 return | det. eval | target | wall (min) | SPS | published anchors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    normalized: list[np.ndarray] = []
+    for task in tasks:
+        anchors = "; ".join(f"{score:g} ({src})" for score, src in ANCHORS.get(task, []))
+        for lib in ("rlctl", "sb3"):
+            rs = [r for r in runs if r["env"] == task and r["lib"] == lib]
+            if not rs:
+                continue
+            target = TARGETS.get(task)
+            lines.append(
+                f"| {task} | {lib} | {len(rs)} | {_ms([r['last100'] for r in rs])} | "
+                f"{_ms([r['eval_mean'] for r in rs])} | {target if target and lib == 'rlctl' else ''} | "
+                f"{statistics.mean(r['wall_s'] for r in rs) / 60:.1f} | {statistics.mean(r['sps'] for r in rs):,.0f} | "
+                f"{anchors if lib == 'rlctl' else ''} |")
+        rl = [r["last100"] for r in runs if r["env"] == task and r["lib"] == "rlctl"]
+        if rl and task in ANCHORS:
+            low, ref = _random_score(task), ANCHORS[task][0][0]
+            normalized.append((np.array(rl) - low) / (ref - low))
+        _plot_returns([r for r in runs if r["env"] == task], out / f"mujoco-v5_{task}.png", task, "per-task preset")
+    if normalized:
+        low, high = stratified_bootstrap_ci(normalized, args.bootstrap)
+        lines += ["", f"Aggregate over {len(normalized)} tasks: IQM of the normalized last-100 score "
+                  f"**{iqm(np.concatenate(normalized)):.2f}** (95% stratified-bootstrap CI [{low:.2f}, {high:.2f}], "
+                  f"{args.bootstrap} resamples). Normalized score = (score − random) / (anchor − random), with the "
+                  "first anchor listed for the task as 1.0 and uniform random actions (10 seeded episodes) as 0."]
+    lines += ["", f"Budget: {steps:,} steps per run. Learning curves: `mujoco-v5_<task>.png`."]
+    (out / "mujoco-v5.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
