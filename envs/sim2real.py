@@ -12,6 +12,10 @@ report results per parameter bin. :func:`apply_sim2real` stacks them into the na
 
 Order, inside out: dynamics → pushes → action delay → sensor noise → observation delay, so noise is
 added to the measurement and then delayed with it, as on a real sensor bus.
+
+State snapshots (:mod:`envs.snapshot`) restore the vehicle and its parameters, not these wrappers'
+delay buffers and generators: a curriculum that restores a state mid-episode starts the wrappers'
+streams afresh at the next reset.
 """
 
 from __future__ import annotations

@@ -141,10 +141,16 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
         if path.exists() or not (summaries / f"{name}.train.json").exists():
             continue
         print(f"evaluate {name}", flush=True)
-        _, agent, adapter, _ = _load_policy(str(runs / name))
-        result = evaluate_sets(TASKS[task], {}, {"policy": policy_actor(agent, adapter)}, EVAL_SETS, episodes,
+        cfg, agent, adapter, _ = _load_policy(str(runs / name))
+        kwargs = {k: v for k, v in cfg.env.kwargs.items() if k != "sim2real"}  # the set decides
+        result = evaluate_sets(TASKS[task], kwargs, {"policy": policy_actor(agent, adapter)}, EVAL_SETS, episodes,
                                EVAL_SEED)
         path.write_text(json.dumps(result, indent=2))
+
+
+def _no_crash(summary: dict[str, Any]) -> float:
+    crashes = sum(n for reason, n in summary["failures"].items() if reason != "timeout")
+    return 1.0 - crashes / summary["episodes"]
 
 
 def _cell(rates: list[float]) -> str:
@@ -207,6 +213,15 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             lines.append(f"| PPO | {train_set} | {len(evals)} | {_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)} | "
                          f"{statistics.mean(times):.2f} | {fails} |")
+        lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
+                  "| controller | trained on | nominal | randomized | held-out |", "|---|---|---:|---:|---:|",
+                  f"| PID (DSL gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
+        for train_set in ("nominal", "randomized"):
+            evals = [json.loads(p.read_text())["results"]["policy"]
+                     for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+            if evals:
+                cells = [_cell([_no_crash(e[lv]) for e in evals]) for lv in EVAL_SETS]
+                lines.append(f"| PPO | {train_set} | {' | '.join(cells)} |")
         lines.append("")
         _plot_curves(task, runs, out / f"uav_{task}_curves.png")
         lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
