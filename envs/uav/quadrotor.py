@@ -44,7 +44,7 @@ PROP_RADIUS = 2.31348e-2
 
 DEFAULT_REWARD_WEIGHTS: dict[str, float] = {
     "progress": 10.0,  # per metre of distance closed to the current target (potential-based)
-    "proximity": 1.0,  # bounded: w * (1 - tanh(d / proximity_scale)) per step
+    "proximity": 1.0,  # bounded: w * (1 - tanh(d / proximity_scale)) per step, final target only
     "hold": 1.0,  # per step inside the success tolerance at the final target: pays for precision
     "upright": 0.2,  # w * (cos(tilt) - 1)
     "spin": 0.02,  # w * -|body rates|^2
@@ -240,14 +240,15 @@ class QuadrotorEnv(gym.Env):
             comp["waypoint"] = w["waypoint"]
             dist = float(np.linalg.norm(self.target - self.pos))
         self.prev_dist = dist
-        comp["proximity"] = w["proximity"] * (1.0 - math.tanh(dist / self.proximity_scale))
+        final = self.wp_index == len(self.waypoints) - 1
+        if final:  # only the last target: near an intermediate one, it would pay to hover instead of passing
+            comp["proximity"] = w["proximity"] * (1.0 - math.tanh(dist / self.proximity_scale))
         comp["upright"] = w["upright"] * (self.rot[2, 2] - 1.0)
         comp["spin"] = -w["spin"] * float(self.rates @ self.rates)
         comp["action_rate"] = -w["action_rate"] * float(np.sum((a - self.last_action) ** 2))
         self.last_action = a
         self.actions = np.concatenate([a, self.actions[:-4]]) if self.action_history else self.actions
 
-        final = self.wp_index == len(self.waypoints) - 1
         at_goal = final and dist < self.goal_tol and float(np.linalg.norm(self.vel)) < self.speed_tol
         self.hold = self.hold + 1 if at_goal else 0
         if at_goal:
@@ -277,7 +278,7 @@ class QuadrotorEnv(gym.Env):
             return None
         c = self._client
         look = self.pos.tolist()
-        view = c.computeViewMatrix([look[0] - 1.2, look[1] - 1.2, look[2] + 0.8], look, [0, 0, 1])
+        view = c.computeViewMatrix([look[0] - 0.35, look[1] - 0.35, look[2] + 0.2], look, [0, 0, 1])
         proj = c.computeProjectionMatrixFOV(60, 1.0, 0.05, 20.0)
         _, _, rgb, _, _ = c.getCameraImage(256, 256, view, proj, renderer=c.ER_TINY_RENDERER)
         return np.asarray(rgb, dtype=np.uint8).reshape(256, 256, 4)[:, :, :3]
