@@ -269,7 +269,9 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
         if not curves:
             continue
         grid = np.linspace(0, min(c[-1, 0] for c in curves), 60)
-        arr = np.vstack([np.interp(grid, c[:, 0], np.convolve(c[:, 1], np.ones(5) / 5, mode="same")) for c in curves])
+        # a 5-point moving average, edges padded with their own values (zero padding would dip at the ends)
+        smooth = [np.convolve(np.pad(c[:, 1], 2, mode="edge"), np.ones(5) / 5, mode="valid") for c in curves]
+        arr = np.vstack([np.interp(grid, c[:, 0], y) for c, y in zip(curves, smooth, strict=True)])
         ax.plot(grid, arr.mean(0), color=color, label=f"PPO trained on {train_set} ({len(curves)} seeds)")
         ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
     ax.set_xlabel("environment steps")
