@@ -139,3 +139,39 @@ def test_two_workers_are_deterministic_resume_exactly_and_count_every_observatio
     # every observation of every worker was folded into the global statistics exactly once
     count = weights(tmp_path / "full")["obs_rms.count"].item()
     assert count == pytest.approx(2048 + 1e-4, abs=1e-6)
+
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (from /proc, no psutil needed)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_sampler_workers_exit_when_the_learner_is_sigkilled(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "rlctl.cli", "train", "--env", "Pendulum-v1", "--steps", "400000",
+                             "--backend", "process", "--set", "run.overlap=true", "--quiet",
+                             "--run-dir", str(tmp_path / "run")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "run" / "metrics.jsonl").exists():
+        time.sleep(0.1)
+    children = _children(proc.pid)
+    assert children, "the process sampler should have started worker processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.2)
+    alive = [c for c in children if Path(f"/proc/{c}").exists()
+             and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"orphaned sampler processes {alive}"
