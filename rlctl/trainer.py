@@ -174,6 +174,9 @@ def train(
         t_start, step_start = time.perf_counter(), global_step
 
         def checkpoint(next_update: int) -> None:
+            # Every row logged so far must be on disk before a checkpoint says "resume from here": a
+            # resume keeps the rows up to the checkpoint's step and never rewrites them.
+            logger.flush()
             save_checkpoint(run_dir / CHECKPOINT, {
                 "config": save_yaml(cfg), "agent": agent.state_dict(), "optimizer": optimizer.state_dict(),
                 "sampler": sampler.state_dict(), "rng": _rng_state(), "update": next_update,
