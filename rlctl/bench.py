@@ -247,7 +247,7 @@ def _plot_sps(medians: dict[str, float], steady: dict[str, float], rows: list[di
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(medians) + 1.4))
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(medians) + 1.8))
     labels = list(medians)
     y = np.arange(len(labels))
     colors = ["tab:blue" if k.startswith("rlctl") else "tab:green" if "ceiling" in k else "tab:gray" for k in labels]
@@ -257,9 +257,10 @@ def _plot_sps(medians: dict[str, float], steady: dict[str, float], rows: list[di
         pts = [r["sps"] for r in rows if r["variant"] == label]
         ax.plot(pts, [i + 0.2] * len(pts), "k.", ms=4)
     ax.set_yticks(y, labels)
-    ax.set_xlabel("environment steps per second (training; median of repeats, dots: whole-run repeats)")
+    ax.xaxis.set_major_formatter(lambda x, _pos: f"{x / 1000:g}k")
+    ax.set_xlabel("training steps per second (medians; dots: each whole-run repeat)")
     ax.set_title(f"PPO throughput, {title}")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
