@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -288,46 +290,74 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
 
 
 def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path) -> None:
-    """Run ``(lib, env, seed)`` jobs, ``jobs`` at a time, one process and one result JSON each.
+    """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`).
 
-    Jobs are claimed with lock files, so an interrupted matrix resumes and several invocations (or
-    machines sharing the directory) split the remaining work. ``preset="-"`` gives each env its own.
+    ``preset="-"`` gives each env its own preset.
     """
     runs.mkdir(parents=True, exist_ok=True)
-    todo = list(todo)
-    active: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
-    while todo or active:
-        while todo and len(active) < jobs:
-            lib, env, seed = todo.pop(0)
-            result = runs / f"{lib}__{env}__s{seed}.json"
-            lock = result.with_suffix(".lock")
-            if result.exists():
+    claimed = []
+    for lib, env, seed in todo:
+        result = runs / f"{lib}__{env}__s{seed}.json"
+        cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
+        claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
+                                  result.with_suffix(".log")))
+    run_claimed(claimed, jobs)
+
+
+@dataclass
+class ClaimedJob:
+    """One process of a benchmark matrix; finished once ``done`` exists."""
+
+    name: str
+    cmd: list[str]
+    done: Path
+    lock: Path
+    log: Path
+    on_success: Callable[[float], None] | None = None
+    """called with the wall seconds when the process exits 0 (to write ``done`` if the process does not)"""
+
+
+def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
+    """Run ``jobs``, ``parallel`` at a time, skipping finished ones and claiming each with a lock file.
+
+    So an interrupted matrix resumes, and several invocations (or machines sharing the directory)
+    split the remaining work.
+    """
+    pending = list(jobs)
+    active: list[tuple[subprocess.Popen[bytes], ClaimedJob, float]] = []
+    while pending or active:
+        while pending and len(active) < parallel:
+            job = pending.pop(0)
+            if job.done.exists():
                 continue
             try:  # claim the job; another `bench` process may be working through the same list
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                fd = os.open(job.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 os.write(fd, str(os.getpid()).encode())
                 os.close(fd)
             except FileExistsError:
                 continue
-            cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1",
-                   str(result)]
-            log = open(result.with_suffix(".log"), "wb")  # noqa: SIM115 - closed with the process
-            print(f"start {lib} {env} seed {seed}", flush=True)
-            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), lock, result))
+            log = open(job.log, "wb")  # noqa: SIM115 - closed with the process
+            print(f"start {job.name}", flush=True)
+            active.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT), job, time.perf_counter()))
         time.sleep(2.0)
-        for proc, lock, result in list(active):
-            if proc.poll() is not None:
-                active.remove((proc, lock, result))
-                lock.unlink(missing_ok=True)
-                status = "done" if proc.returncode == 0 else f"FAILED (see {result.with_suffix('.log')})"
-                print(f"{status}: {result.name}", flush=True)
+        for item in list(active):
+            proc, job, t0 = item
+            if proc.poll() is None:
+                continue
+            active.remove(item)
+            job.lock.unlink(missing_ok=True)
+            if proc.returncode == 0 and job.on_success is not None:
+                job.on_success(time.perf_counter() - t0)
+            status = "done" if proc.returncode == 0 else f"FAILED (see {job.log})"
+            print(f"{status}: {job.name}", flush=True)
 
 
 def _load_runs(runs: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """``mean ± std`` across seeds (population std), rounded to integers; ``—`` for none."""
     if not values:
         return "—"
     sd = statistics.pstdev(values) if len(values) > 1 else 0.0
@@ -364,8 +394,8 @@ def report_returns(preset: str, out: Path) -> None:
             rs = [r for r in runs if r["env"] == env and r["lib"] == lib]
             if not rs:
                 continue
-            lines.append(f"| {env} | {lib} | {len(rs)} | {_mean_std([r['last100'] for r in rs])} | "
-                         f"{_mean_std([r['eval_mean'] for r in rs])} | {statistics.mean(r['sps'] for r in rs):,.0f} |")
+            lines.append(f"| {env} | {lib} | {len(rs)} | {mean_std([r['last100'] for r in rs])} | "
+                         f"{mean_std([r['eval_mean'] for r in rs])} | {statistics.mean(r['sps'] for r in rs):,.0f} |")
         _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env}.png", env, preset)
     lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env}.png`" for env in envs)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")

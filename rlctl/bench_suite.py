@@ -119,15 +119,8 @@ def _random_score(env_id: str, episodes: int = 10) -> float:
     return total / episodes
 
 
-def _ms(values: list[float]) -> str:
-    if not values:
-        return "—"
-    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.0f} ± {sd:.0f}"
-
-
 def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
-    from rlctl.bench import _load_runs, _machine, _plot_returns
+    from rlctl.bench import _load_runs, _machine, _plot_returns, mean_std
 
     runs = _load_runs(runs_dir) if runs_dir.exists() else []
     if not runs:
@@ -156,8 +149,8 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
                 continue
             target = TARGETS.get(task)
             lines.append(
-                f"| {task} | {lib} | {len(rs)} | {_ms([r['last100'] for r in rs])} | "
-                f"{_ms([r['eval_mean'] for r in rs])} | {target if target and lib == 'rlctl' else ''} | "
+                f"| {task} | {lib} | {len(rs)} | {mean_std([r['last100'] for r in rs])} | "
+                f"{mean_std([r['eval_mean'] for r in rs])} | {target if target and lib == 'rlctl' else ''} | "
                 f"{statistics.mean(r['wall_s'] for r in rs) / 60:.1f} | {statistics.mean(r['sps'] for r in rs):,.0f} | "
                 f"{anchors if lib == 'rlctl' else ''} |")
         rl = [r["last100"] for r in runs if r["env"] == task and r["lib"] == "rlctl"]

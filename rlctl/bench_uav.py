@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -83,45 +80,23 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
 
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
-    pending = list(todo)
-    budget_of: dict[str, int] = {}
-    active: list[tuple[subprocess.Popen[bytes], Path, Path, float]] = []
-    while pending or active:
-        while pending and len(active) < jobs:
-            task, train_set, seed = pending.pop(0)
-            name = _name(task, train_set, seed)
-            done, lock = summaries / f"{name}.train.json", summaries / f"{name}.lock"
-            if done.exists():
-                continue
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
-                os.close(fd)
-            except FileExistsError:
-                continue
-            run_dir = runs / name
-            budget = _budget(task, train_set, steps, factor)
-            cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed),
-                   "--steps", str(budget),
-                   "--run-dir", str(run_dir), "--force", "--quiet",
-                   "--set", f"env.kwargs={{sim2real: {train_set}}}", "--set", "run.eval_episodes=0"]
-            budget_of[done.name] = budget
-            log = open(summaries / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            print(f"train {name}", flush=True)
-            active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), lock, done,
-                           time.perf_counter()))
-        time.sleep(2.0)
-        for item in list(active):
-            proc, lock, done, t0 = item
-            if proc.poll() is None:
-                continue
-            active.remove(item)
-            lock.unlink(missing_ok=True)
-            if proc.returncode != 0:
-                print(f"FAILED: {done.name} (see {done.with_suffix('').with_suffix('.log')})", flush=True)
-                continue
-            done.write_text(json.dumps({"wall_s": time.perf_counter() - t0, "steps": budget_of[done.name]}))
-            print(f"trained {done.name}", flush=True)
+    """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
+    from rlctl.bench import ClaimedJob, run_claimed
+
+    claimed = []
+    for task, train_set, seed in todo:
+        name = _name(task, train_set, seed)
+        budget = _budget(task, train_set, steps, factor)
+        done = summaries / f"{name}.train.json"
+        cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed),
+               "--steps", str(budget), "--run-dir", str(runs / name), "--force", "--quiet",
+               "--set", f"env.kwargs={{sim2real: {train_set}}}", "--set", "run.eval_episodes=0"]
+
+        def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
+            done.write_text(json.dumps({"wall_s": wall_s, "steps": budget}))
+
+        claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record))
+    run_claimed(claimed, jobs)
 
 
 def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes: int, runs: Path,
