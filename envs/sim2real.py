@@ -173,23 +173,35 @@ class SensorNoise(gym.Wrapper):
         return self._noisy(obs), reward, terminated, truncated, info
 
 
-class ObservationDelay(gym.Wrapper):
-    """The policy sees the observation from ``d`` control steps ago, ``d`` drawn per episode in ``steps``."""
+class _EpisodeDelay(gym.Wrapper):
+    """A delay of ``d`` control steps, drawn per episode from ``steps`` (inclusive) with the wrapper's own stream."""
 
-    SALT = 3
+    SALT = 0
 
-    def __init__(self, env: gym.Env, steps: tuple[int, int] = (0, 2)) -> None:
+    def __init__(self, env: gym.Env, steps: tuple[int, int]) -> None:
         super().__init__(env)
         if steps[0] < 0 or steps[1] < steps[0]:
             raise ValueError(f"steps must be 0 <= low <= high, got {steps}")
         self.steps = steps
         self._rng: np.random.Generator | None = None
-        self._buffer: deque[Any] = deque()
         self.delay = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    def _draw(self, seed: int | None) -> None:
         self._rng = _rng_for(seed, self.SALT, self._rng)
         self.delay = int(self._rng.integers(self.steps[0], self.steps[1] + 1))
+
+
+class ObservationDelay(_EpisodeDelay):
+    """The policy sees the observation from ``d`` control steps ago, ``d`` drawn per episode in ``steps``."""
+
+    SALT = 3
+
+    def __init__(self, env: gym.Env, steps: tuple[int, int] = (0, 2)) -> None:
+        super().__init__(env, steps)
+        self._buffer: deque[Any] = deque()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self._draw(seed)
         obs, info = self.env.reset(seed=seed, options=options)
         self._buffer = deque([obs] * (self.delay + 1), maxlen=self.delay + 1)
         return obs, _record(info, "obs_delay", self.delay)
@@ -200,23 +212,17 @@ class ObservationDelay(gym.Wrapper):
         return self._buffer[0], reward, terminated, truncated, info
 
 
-class ActionDelay(gym.Wrapper):
+class ActionDelay(_EpisodeDelay):
     """The env executes the action from ``d`` steps ago; until then, the base env's ``neutral_action``."""
 
     SALT = 4
 
     def __init__(self, env: gym.Env, steps: tuple[int, int] = (0, 1)) -> None:
-        super().__init__(env)
-        if steps[0] < 0 or steps[1] < steps[0]:
-            raise ValueError(f"steps must be 0 <= low <= high, got {steps}")
-        self.steps = steps
-        self._rng: np.random.Generator | None = None
+        super().__init__(env, steps)
         self._queue: deque[Any] = deque()
-        self.delay = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        self._rng = _rng_for(seed, self.SALT, self._rng)
-        self.delay = int(self._rng.integers(self.steps[0], self.steps[1] + 1))
+        self._draw(seed)
         neutral = getattr(self.env.unwrapped, "neutral_action", None)
         if neutral is None:
             neutral = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
