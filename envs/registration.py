@@ -16,11 +16,11 @@ QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "
 def make_quad(task: str = "hover", sim2real: str = "nominal", **kwargs: Any) -> gym.Env:
     """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets."""
     from envs.sim2real import apply_sim2real
-    from envs.uav import quadrotor
+    from envs.uav import tasks
 
     if task not in QUAD_TASKS:
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
-    env = getattr(quadrotor, QUAD_TASKS[task])(**kwargs)
+    env = getattr(tasks, QUAD_TASKS[task])(**kwargs)
     try:
         return apply_sim2real(env, sim2real)
     except ValueError:

@@ -13,7 +13,7 @@ import envs
 from envs.controllers.quad_pid import QuadPID
 from envs.snapshot import capture_state, restore_state
 from envs.uav.model import QuadParams
-from envs.uav.quadrotor import QuadGatesEnv, QuadHoverEnv, QuadWaypointEnv
+from envs.uav.tasks import QuadGatesEnv, QuadHoverEnv, QuadWaypointEnv
 
 
 def _place(env: QuadHoverEnv, pos: tuple[float, float, float], omega: float | None = None) -> None:

@@ -21,7 +21,7 @@ from envs.sim2real import (
     Range,
     SensorNoise,
 )
-from envs.uav.quadrotor import QuadHoverEnv
+from envs.uav.tasks import QuadHoverEnv
 
 
 def _rollout(env: gym.Env, actions: np.ndarray, seed: int = 0) -> np.ndarray:
