@@ -12,6 +12,7 @@ results agree with it to float32 rounding (tested).
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import numpy as np
 import torch
@@ -49,9 +50,9 @@ def _forward(layers: list[tuple[np.ndarray, np.ndarray, str | None]], x: np.ndar
     return x
 
 
-def supports(agent: ActorCritic) -> bool:
+def supports(agent: nn.Module) -> TypeGuard[ActorCritic]:
     """Whether :class:`NumpyActorCritic` can stand in for ``agent`` (CPU, Gaussian, plain MLPs)."""
-    if agent.action.kind != "continuous" or agent.action_low.device.type != "cpu":
+    if not isinstance(agent, ActorCritic) or agent.action.kind != "continuous" or agent.action_low.device.type != "cpu":
         return False
     mods = [*agent.actor, *agent.critic]
     return all(type(m) in (nn.Linear, nn.Tanh, nn.ReLU) or (isinstance(m, nn.ELU) and m.alpha == 1.0) for m in mods)

@@ -98,6 +98,10 @@ class ActorCritic(nn.Module):
         """``[B]`` state values."""
         return _run(self.critic, norm_obs).squeeze(-1)
 
+    def dist_and_value(self, norm_obs: torch.Tensor) -> tuple[Distribution, torch.Tensor]:
+        """Both heads (what the PPO loss needs); separate networks here, a shared encoder in the CNN."""
+        return self.dist(norm_obs), self.value(norm_obs)
+
     def to_env_action(self, actions: torch.Tensor) -> torch.Tensor:
         """Clip Gaussian samples into the env's bounds; pass discrete actions through."""
         if self.action.kind != "continuous" or not self.action.low:

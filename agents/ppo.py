@@ -7,7 +7,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from agents.policy import ActorCritic
+from agents.cnn import Policy
 
 
 class PPOParams(Protocol):
@@ -32,7 +32,7 @@ def ppo_loss(
     old_values: torch.Tensor,
     returns: torch.Tensor,
     entropy: torch.Tensor,
-    clip_coef: float,
+    clip_coef: float | torch.Tensor,
     clip_vloss: bool,
     ent_coef: float,
     vf_coef: float,
@@ -48,6 +48,7 @@ def ppo_loss(
     """
     log_ratio = new_logprobs - old_logprobs
     ratio = log_ratio.exp()
+    clip_coef = torch.as_tensor(clip_coef, dtype=ratio.dtype, device=ratio.device)
     surrogate = advantages * ratio
     surrogate_clipped = advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
     policy_loss = -torch.min(surrogate, surrogate_clipped).mean()
@@ -89,9 +90,11 @@ class MinibatchStep:
     the optimizer a tensor learning rate then, so LR annealing does not trigger recompiles.
     """
 
-    def __init__(self, agent: ActorCritic, optimizer: torch.optim.Optimizer, params: PPOParams,
+    def __init__(self, agent: Policy, optimizer: torch.optim.Optimizer, params: PPOParams,
                  compile: bool = False) -> None:
         self.agent, self.optimizer, self.params, self.compiled = agent, optimizer, params, compile
+        # A tensor, so a schedule (``set_clip``) changes it without recompiling the compiled loss.
+        self.clip_coef = torch.tensor(float(params.clip_coef), device=next(agent.parameters()).device)
         self._loss = torch.compile(self._loss_eager) if compile else self._loss_eager
         self._apply = torch.compile(self._apply_eager) if compile else self._apply_eager
 
@@ -101,12 +104,16 @@ class MinibatchStep:
         p = self.params
         if p.norm_adv:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        dist = self.agent.dist(obs)
+        dist, values = self.agent.dist_and_value(obs)
         return ppo_loss(
             new_logprobs=dist.log_prob(actions), old_logprobs=old_logprobs, advantages=advantages,
-            new_values=self.agent.value(obs), old_values=old_values, returns=returns, entropy=dist.entropy(),
-            clip_coef=p.clip_coef, clip_vloss=p.clip_vloss, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+            new_values=values, old_values=old_values, returns=returns, entropy=dist.entropy(),
+            clip_coef=self.clip_coef, clip_vloss=p.clip_vloss, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
         )
+
+    def set_clip(self, clip_coef: float) -> None:
+        """The clip range ε for the following steps (annealing)."""
+        self.clip_coef.fill_(clip_coef)
 
     def _apply_eager(self) -> None:
         nn.utils.clip_grad_norm_(self.agent.parameters(), self.params.max_grad_norm)
@@ -123,7 +130,7 @@ class MinibatchStep:
 
 
 def ppo_update(
-    agent: ActorCritic,
+    agent: Policy,
     optimizer: torch.optim.Optimizer,
     batch: dict[str, torch.Tensor],
     params: PPOParams,

@@ -22,7 +22,7 @@ POLICY_ACTOR = 0
 class Rollout:
     """One rollout of ``num_steps`` × ``num_envs`` transitions."""
 
-    obs: torch.Tensor  # [T, N, obs_dim] normalized as at collection time
+    obs: torch.Tensor  # [T, N, obs_dim] normalized as at collection time; [T, N, C, H, W] uint8 for images
     actions: torch.Tensor  # [T, N, D] the policy's sample (unclipped), float32 or int64
     executed_actions: torch.Tensor  # [T, N, D] what the env received
     actor: torch.Tensor  # [T, N] int8, POLICY_ACTOR unless a controller acted
@@ -36,14 +36,18 @@ class Rollout:
 
     @classmethod
     def allocate(
-        cls, num_steps: int, num_envs: int, obs_dim: int, act_dim: int, discrete: bool, device: torch.device
+        cls, num_steps: int, num_envs: int, obs_shape: int | tuple[int, ...], act_dim: int, discrete: bool,
+        device: torch.device, obs_dtype: torch.dtype = torch.float32,
     ) -> Rollout:
+        """Zeroed storage; ``obs_shape`` is the vector size or an image's ``(C, H, W)`` (then ``obs_dtype=uint8``)."""
+        shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+
         def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.zeros((num_steps, num_envs, *shape), dtype=dtype, device=device)
 
         act_dtype = torch.int64 if discrete else torch.float32
         return cls(
-            obs=zeros(obs_dim),
+            obs=zeros(*shape, dtype=obs_dtype),
             actions=zeros(act_dim, dtype=act_dtype),
             executed_actions=zeros(act_dim, dtype=act_dtype),
             actor=zeros(dtype=torch.int8),

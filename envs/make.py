@@ -97,10 +97,23 @@ def make_env(
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
 ) -> gym.Env:
-    """``gymnasium.make`` with rlctl's errors (unknown id, missing simulator extra, bad kwargs)."""
+    """``gymnasium.make`` with rlctl's errors (unknown id, missing simulator extra, bad kwargs).
+
+    ``ALE/*`` ids are built by :func:`envs.atari.make_atari_env` (standard DQN/PPO preprocessing, uint8
+    ``[4, 84, 84]`` frames); ``kwargs`` then set its options (``frame_skip``, ``terminal_on_life_loss``...)
+    and the ALE's (``mode``, ``difficulty``...), and ``max_episode_steps`` counts agent steps per game.
+    """
     spec = check_env_id(env_id)
     if "mujoco" in str(spec.entry_point):
         _route_mujoco_warnings()
+    if "ale_py" in str(spec.entry_point):  # Atari always gets the standard preprocessing stack
+        from envs.atari import DEFAULT_MAX_EPISODE_STEPS, make_atari_env
+
+        try:
+            return make_atari_env(env_id, max_episode_steps=max_episode_steps or DEFAULT_MAX_EPISODE_STEPS,
+                                  render_mode=render_mode, **dict(kwargs or {}))
+        except TypeError as exc:
+            raise EnvError(f"cannot make {env_id} with kwargs {kwargs}: {exc}") from None
     extra_kwargs = dict(kwargs or {})
     if render_mode is not None:
         extra_kwargs["render_mode"] = render_mode

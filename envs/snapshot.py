@@ -12,8 +12,9 @@ How a state is captured, first match wins:
 4. anything else: the base env's plain attributes (arrays, numbers, ``None``): this covers
    gymnasium's classic-control envs, whose whole state is ``self.state`` and a few counters.
 
-In every case the env's ``np_random`` generator state and the time-limit counter are included,
-so the continuation is the same as if the process had never stopped.
+In every case the env's ``np_random`` generator state, the time-limit counter, a frame stack's
+frames and the state wrappers expose as ``wrapper_state`` are included, so the continuation is the
+same as if the process had never stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.wrappers import FrameStackObservation
 
+_FRAMES, _PADDING, _STATE = "__frames__", "__padding__", "__state__"
 _PLAIN = (np.ndarray, np.generic, int, float, bool, type(None))
 _COUNTERS = ("_elapsed_steps", "_has_reset", "checked_reset", "checked_step")
 _SKIP = {"spec", "metadata", "render_mode", "_np_random", "_np_random_seed", "screen", "clock", "viewer"}
@@ -102,11 +105,20 @@ def restore_state(env: gym.Env, state: dict[str, Any]) -> None:
 
 
 def _wrapper_counters(env: gym.Env) -> list[dict[str, Any]]:
-    """Per-wrapper counters that affect the future (time limit steps, reset flags), outermost first."""
+    """Per-wrapper state that affects the future, outermost first: counters (time limit steps, reset
+    flags), a frame stack's frames, and whatever a wrapper exposes as a ``wrapper_state`` property
+    (the Atari wrappers' lives and game scores, see :mod:`envs.atari`)."""
     out: list[dict[str, Any]] = []
     node: Any = env
     while isinstance(node, gym.Wrapper):
-        out.append({k: v for k, v in vars(node).items() if k in _COUNTERS})
+        values = {k: v for k, v in vars(node).items() if k in _COUNTERS}
+        wrapper: Any = node
+        if isinstance(wrapper, FrameStackObservation):
+            values[_FRAMES] = np.stack(list(wrapper.obs_queue))
+            values[_PADDING] = copy.deepcopy(wrapper.padding_value)
+        if isinstance(getattr(type(wrapper), "wrapper_state", None), property):
+            values[_STATE] = copy.deepcopy(wrapper.wrapper_state)
+        out.append(values)
         node = node.env
     return out
 
@@ -116,8 +128,17 @@ def _set_wrapper_counters(env: gym.Env, counters: list[dict[str, Any]]) -> None:
     for values in counters:
         if not isinstance(node, gym.Wrapper):
             raise ValueError("snapshot was taken with a different wrapper stack")
+        wrapper: Any = node
         for key, value in values.items():
-            setattr(node, key, value)
+            if key == _FRAMES:
+                wrapper.obs_queue.clear()
+                wrapper.obs_queue.extend(np.array(frame) for frame in value)
+            elif key == _PADDING:
+                wrapper.padding_value = copy.deepcopy(value)
+            elif key == _STATE:
+                wrapper.wrapper_state = copy.deepcopy(value)
+            else:
+                setattr(wrapper, key, value)
         if hasattr(node, "checked_data_reuse"):
             # PassiveEnvChecker's one-off diagnostics compare with data we do not snapshot: skip them.
             setattr(node, "checked_data_reuse", True)  # noqa: B010

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agents.cnn import Policy
 from agents.fast_inference import NumpyActorCritic
 from agents.fast_inference import supports as supports_fast
 from agents.policy import ActorCritic
@@ -26,6 +27,9 @@ from rlctl.spaces import SpaceAdapter
 @dataclass
 class Episode:
     """A finished episode: global step at its end, raw (unscaled) return and length.
+
+    For envs that report whole games (``info["game_return"]``, Atari) it is a game: all its lives,
+    with the unclipped score, as published Atari results count it.
 
     ``success`` is the env's ``info["is_success"]`` on the last step, or None when the env does not report one.
     """
@@ -83,7 +87,7 @@ class Collector:
     def __init__(
         self,
         envs: gym.vector.VectorEnv,
-        agent: ActorCritic,
+        agent: Policy,
         adapter: SpaceAdapter,
         ppo: PPOConfig,
         device: torch.device,
@@ -115,7 +119,7 @@ class Collector:
         assert self.next_obs is not None, "call reset() or load_state_dict() first"
         agent, ppo = self.agent, self.ppo
         num_steps, num_envs = rollout.rewards.shape
-        update_obs_stats = agent.normalize_inputs
+        obs_rms = agent.obs_rms if isinstance(agent, ActorCritic) and agent.normalize_inputs else None
         final_values: list[tuple[int, Any, torch.Tensor]] = []
         episodes: list[Episode] = []
         comp_sums: dict[str, float] = {}
@@ -130,8 +134,8 @@ class Collector:
         for t in range(num_steps):
             if fast is not None:
                 obs_np = self.adapter.obs(self.next_obs)
-                if update_obs_stats:
-                    agent.obs_rms.update_numpy(obs_np)
+                if obs_rms is not None:
+                    obs_rms.update_numpy(obs_np)
                 norm_np = fast.normalize(obs_np)
                 act_np, env_act_np, logp_np, value_np = fast.step(norm_np)
                 put(t, obs=norm_np, actions=act_np, executed_actions=env_act_np, logprobs_dims=logp_np,
@@ -139,15 +143,15 @@ class Collector:
                 env_action_np = self.adapter.to_env(env_act_np)
             else:
                 obs = self._obs_tensor(self.next_obs)
-                if update_obs_stats:
-                    agent.obs_rms.update(obs)
+                if obs_rms is not None:
+                    obs_rms.update(obs)
                 norm_obs = agent.normalize_obs(obs)
-                dist = agent.dist(norm_obs)
+                dist, value = agent.dist_and_value(norm_obs)
                 action = dist.sample()
                 logp_dims = dist.log_prob_dims(action)
                 env_action = agent.to_env_action(action)
                 put(t, obs=norm_obs, actions=action, executed_actions=env_action, logprobs_dims=logp_dims,
-                    logprobs=logp_dims.sum(-1), values=agent.value(norm_obs))
+                    logprobs=logp_dims.sum(-1), values=value)
                 env_action_np = self.adapter.to_env(env_action.cpu().numpy())
             t_env = time.perf_counter()
             next_obs, reward, terminated, truncated, info = self.envs.step(env_action_np)
@@ -182,14 +186,24 @@ class Collector:
                         comp_sums[name] = comp_sums.get(name, 0.0) + float(np.asarray(values)[mask].sum())
 
             final_info = info.get("final_info", {})
+            step_stamp = global_step + (t + 1) * self.steps_per_row
+            # Envs that play games of several learner episodes (Atari with episodic life, envs/atari.py)
+            # report whole games: their raw score is the episode users compare, not a life's clipped sum.
+            by_game = "game_over" in info
             for i in np.nonzero(done)[0] if done.any() else ():
                 success = None
                 if "is_success" in final_info and final_info["_is_success"][i]:
                     success = bool(final_info["is_success"][i])
-                episodes.append(Episode(global_step + (t + 1) * self.steps_per_row, float(self.ep_returns[i]),
-                                        int(self.ep_lengths[i]), success))
+                if not by_game:
+                    episodes.append(Episode(step_stamp, float(self.ep_returns[i]), int(self.ep_lengths[i]), success))
                 self.ep_returns[i] = 0.0
                 self.ep_lengths[i] = 0
+            if by_game:
+                for source in (info, final_info):
+                    if "game_return" in source:
+                        for i in np.nonzero(source["_game_return"])[0]:
+                            episodes.append(Episode(step_stamp, float(source["game_return"][i]),
+                                                    int(source["game_length"][i])))
             self.next_obs = next_obs
 
         # next_values[t] = V(s_{t+1}): the next row's value, the last obs's value at the end, and

@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policy import ActorCritic
+from agents.cnn import Policy
 from envs.make import make_env
 from rlctl.config import Config
 from rlctl.spaces import SpaceAdapter
 
 
 @torch.no_grad()
-def act(agent: ActorCritic, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> Any:
+def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> Any:
     """One env action for a single (unbatched) observation."""
     device = next(agent.parameters()).device
     x = torch.from_numpy(adapter.obs(np.asarray(obs)[None])).to(device)
@@ -30,20 +30,30 @@ def act(agent: ActorCritic, adapter: SpaceAdapter, obs: Any, deterministic: bool
 
 
 def evaluate_policy(
-    agent: ActorCritic, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int
+    agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int
 ) -> dict[str, Any]:
-    """Run ``episodes`` full episodes (episode i reset with ``seed + i``); raw returns, not scaled."""
+    """Run ``episodes`` full episodes (episode i reset with ``seed + i``); raw returns, not scaled.
+
+    Envs that report games (Atari, see :mod:`envs.atari`) are played to the end of the game, through
+    every lost life, and scored with the game's raw score (``info["game_return"]``).
+    """
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     returns, lengths = [], []
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            total, length, done = 0.0, 0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(act(agent, adapter, obs, deterministic))
+            total, length = 0.0, 0
+            while True:
+                obs, reward, terminated, truncated, info = env.step(act(agent, adapter, obs, deterministic))
                 total += float(reward)
                 length += 1
-                done = terminated or truncated
+                if not (terminated or truncated):
+                    continue
+                if info.get("game_over", True):
+                    break
+                obs, _ = env.reset()  # a lost life: the game goes on
+            if "game_return" in info:
+                total, length = float(info["game_return"]), int(info["game_length"])
             returns.append(total)
             lengths.append(length)
     finally:
@@ -69,7 +79,7 @@ def ensure_headless_gl() -> None:
 
 
 def record_video(
-    agent: ActorCritic, adapter: SpaceAdapter, cfg: Config, out: Path, episodes: int, seed: int,
+    agent: Policy, adapter: SpaceAdapter, cfg: Config, out: Path, episodes: int, seed: int,
     deterministic: bool = True, fps: int | None = None,
 ) -> dict[str, Any]:
     """Render ``episodes`` episodes headlessly (rgb_array) into an MP4 at ``out``."""

@@ -21,7 +21,7 @@ import cloudpickle
 import numpy as np
 import torch
 
-from agents.policy import ActorCritic
+from agents.cnn import Policy
 from agents.rollout import Rollout
 from rlctl.collect import RolloutInfo
 from rlctl.errors import UserError
@@ -36,6 +36,7 @@ from rlctl.sampler import (
     pack_pending,
     unpack_pending,
 )
+from rlctl.spaces import rollout_for
 
 
 class _RayWorker:
@@ -45,8 +46,7 @@ class _RayWorker:
                  num_steps: int) -> None:
         self.collector = build_worker(cfg_yaml, env_slice, seed, reward_fn_bytes)
         agent, adapter = self.collector.agent, self.collector.adapter
-        self.rollout = Rollout.allocate(num_steps, env_slice[1], adapter.obs_dim, adapter.action.dim,
-                                        adapter.action.kind != "continuous", torch.device("cpu"))
+        self.rollout = rollout_for(adapter, num_steps, env_slice[1], torch.device("cpu"))
         self.own = {k: v for k, v in agent.state_dict().items() if is_sampler_owned(k)}
 
     def collect(self, weights: dict[str, np.ndarray], stats: dict[str, np.ndarray],
@@ -83,7 +83,7 @@ def _import_ray(local: bool) -> Any:
 class RaySampler:
     """Same interface as the other samplers (publish / launch / wait / state_dict / load_state_dict)."""
 
-    def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
+    def __init__(self, cfg_yaml: str, agent: Policy, template: Rollout, seed: int, overlap: bool,
                  reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1,
                  address: str | None = None) -> None:
         ray = self.ray = _import_ray(local=not address)
@@ -111,7 +111,7 @@ class RaySampler:
         self._args: tuple[Any, ...] = ()
         self._pending: RolloutInfo | None = None
 
-    def publish(self, agent: ActorCritic) -> None:
+    def publish(self, agent: Policy) -> None:
         weights = {k: v.detach().cpu().numpy() for k, v in agent.state_dict().items() if not is_sampler_owned(k)}
         self._weights_ref = self.ray.put(weights)
 
@@ -172,7 +172,7 @@ class RaySampler:
         self._pending = None
         return self.rollout, info
 
-    def sync_stats(self, agent: ActorCritic) -> None:
+    def sync_stats(self, agent: Policy) -> None:
         copy_stats(agent, self.stats)
 
     def state_dict(self) -> dict[str, Any]:

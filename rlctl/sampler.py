@@ -31,7 +31,7 @@ import cloudpickle
 import torch
 import torch.multiprocessing as tmp
 
-from agents.policy import ActorCritic
+from agents.cnn import Policy
 from agents.rollout import Rollout
 from rlctl.collect import Collector, RolloutInfo
 
@@ -54,10 +54,10 @@ class InlineSampler:
         self.collector, self.rollout = collector, rollout
         self._step: int | None = None
 
-    def publish(self, agent: ActorCritic) -> None:
+    def publish(self, agent: Policy) -> None:
         """Nothing to do: the collector holds the learner's own module."""
 
-    def sync_stats(self, agent: ActorCritic) -> None:
+    def sync_stats(self, agent: Policy) -> None:
         """Nothing to do: the collector updates the learner's own normalizers."""
 
     def launch(self, global_step: int) -> None:
@@ -99,7 +99,7 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     return collector
 
 
-def load_worker_weights(agent: ActorCritic, weights: dict[str, Any], stats: dict[str, Any]) -> None:
+def load_worker_weights(agent: Policy, weights: dict[str, Any], stats: dict[str, Any]) -> None:
     """Learner weights and global normalizer statistics into a worker's policy copy."""
     with torch.no_grad():
         for key, value in agent.state_dict().items():
@@ -107,7 +107,7 @@ def load_worker_weights(agent: ActorCritic, weights: dict[str, Any], stats: dict
             value.copy_(torch.as_tensor(source))
 
 
-def copy_stats(agent: ActorCritic, stats: dict[str, torch.Tensor]) -> None:
+def copy_stats(agent: Policy, stats: dict[str, torch.Tensor]) -> None:
     """The global normalizer statistics into the learner's module (for eval, export and checkpoints)."""
     with torch.no_grad():
         for key, value in agent.state_dict().items():
@@ -281,7 +281,7 @@ class ProcessSampler:
     per-step scheme, bit for bit.
     """
 
-    def __init__(self, cfg_yaml: str, agent: ActorCritic, template: Rollout, seed: int, overlap: bool,
+    def __init__(self, cfg_yaml: str, agent: Policy, template: Rollout, seed: int, overlap: bool,
                  reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1) -> None:
         self.policy_lag = 1 if overlap else 0
         self.budget = RestartBudget(max_restarts)
@@ -329,7 +329,7 @@ class ProcessSampler:
     def restarts(self) -> int:
         return self.budget.count
 
-    def publish(self, agent: ActorCritic) -> None:
+    def publish(self, agent: Policy) -> None:
         self._slot = 1 - self._slot
         with torch.no_grad():
             for key, value in agent.state_dict().items():
@@ -358,7 +358,7 @@ class ProcessSampler:
         self._pending = None
         return self.rollouts[buf], info
 
-    def sync_stats(self, agent: ActorCritic) -> None:
+    def sync_stats(self, agent: Policy) -> None:
         copy_stats(agent, self.stats_in)
 
     def state_dict(self) -> dict[str, Any]:

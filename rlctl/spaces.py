@@ -1,27 +1,43 @@
-"""Translate gymnasium spaces into what the learner sees: flat float observations and an ActionSpec."""
+"""Translate gymnasium spaces into what the learner sees: flat float vectors or uint8 images, and an ActionSpec."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from agents.distributions import ActionSpec
+from agents.rollout import Rollout
 from rlctl.errors import UserError
 
 
 @dataclass(frozen=True)
 class SpaceAdapter:
-    """Converts batched env observations to ``[N, obs_dim]`` float32 and policy actions back."""
+    """Converts batched env observations to what the policy takes, and policy actions back.
+
+    Vector observations become ``[N, obs_dim]`` float32. Images (``uint8`` Box of shape ``[C, H, W]``,
+    e.g. stacked Atari frames) stay ``uint8 [N, C, H, W]``: the CNN scales them itself, and the rollout
+    stores them at a quarter of the float32 memory.
+    """
 
     obs_space: spaces.Space
     action_space: spaces.Space
     obs_dim: int
     action: ActionSpec
+    image_shape: tuple[int, ...] | None = None
+    """``(C, H, W)`` for image observations, None for vector ones"""
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation as the policy sees it."""
+        return self.image_shape if self.image_shape is not None else (self.obs_dim,)
 
     def obs(self, batch: np.ndarray) -> np.ndarray:
-        """``[N, *obs_shape]`` env observations → ``[N, obs_dim]`` float32."""
+        """``[N, *obs_shape]`` env observations → ``[N, obs_dim]`` float32 (images: ``uint8 [N, C, H, W]``)."""
+        if self.image_shape is not None:
+            return np.ascontiguousarray(batch, dtype=np.uint8)
         if isinstance(self.obs_space, spaces.Discrete):
             idx = np.asarray(batch, dtype=np.int64).reshape(-1) - int(self.obs_space.start)
             return np.eye(self.obs_dim, dtype=np.float32)[idx]
@@ -42,17 +58,33 @@ class SpaceAdapter:
 
 def adapter_for(obs_space: spaces.Space, action_space: spaces.Space) -> SpaceAdapter:
     """Check the spaces are supported and build the adapter; unsupported ones get a clear error."""
-    return SpaceAdapter(obs_space, action_space, _obs_dim(obs_space), _action_spec(action_space))
+    image = is_image_space(obs_space)
+    return SpaceAdapter(obs_space, action_space, _obs_dim(obs_space), _action_spec(action_space),
+                        tuple(obs_space.shape) if image and obs_space.shape else None)
+
+
+def is_image_space(space: spaces.Space) -> bool:
+    """A channels-first ``uint8`` image, ``[C, H, W]`` (stacked frames): what the CNN policies take."""
+    if not (isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3):
+        return False
+    channels, height, width = space.shape
+    if channels > min(height, width):
+        raise UserError(f"the CNN policies take channels-first images [C, H, W], got shape {space.shape}; "
+                        "wrap the env with a transpose (e.g. gymnasium.wrappers.ReshapeObservation)")
+    return True
+
+
+def rollout_for(adapter: SpaceAdapter, num_steps: int, num_envs: int, device: torch.device) -> Rollout:
+    """Rollout storage shaped for these spaces (uint8 frames for images)."""
+    return Rollout.allocate(num_steps, num_envs, adapter.obs_shape, adapter.action.dim,
+                            adapter.action.kind != "continuous", device,
+                            obs_dtype=torch.uint8 if adapter.image_shape is not None else torch.float32)
 
 
 def _obs_dim(space: spaces.Space) -> int:
     if isinstance(space, spaces.Discrete):
         return int(space.n)
     if isinstance(space, (spaces.Box, spaces.MultiBinary)):
-        if isinstance(space, spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
-            raise UserError(
-                f"image observations {space} need a CNN policy, which rlctl does not have yet (Atari support)"
-            )
         return int(np.prod(space.shape))
     raise UserError(
         f"observation space {type(space).__name__} ({space}) is not supported; "

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.cnn import CnnActorCritic, Policy
 from agents.gae import compute_gae
 from agents.policy import ActorCritic
 from agents.ppo import MinibatchStep, ppo_update
@@ -34,7 +35,7 @@ from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.ray_sampler import RaySampler
 from rlctl.sampler import InlineSampler, ProcessSampler
-from rlctl.spaces import SpaceAdapter, adapter_for
+from rlctl.spaces import SpaceAdapter, adapter_for, rollout_for
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -48,7 +49,7 @@ class TrainResult:
     global_step: int
     episode_returns: list[float]
     final_eval: dict[str, Any] | None
-    agent: ActorCritic
+    agent: Policy
 
 
 def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Callable[[], None]:
@@ -58,7 +59,9 @@ def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Cal
     step = MinibatchStep(agent, optimizer, cfg.ppo)
     n = cfg.ppo.minibatch_size
     act_dtype = torch.float32 if adapter.action.kind == "continuous" else torch.int64
-    batch = {"obs": torch.randn(n, adapter.obs_dim, device=device),
+    obs = (torch.randint(0, 256, (n, *adapter.obs_shape), dtype=torch.uint8, device=device)
+           if adapter.image_shape is not None else torch.randn(n, adapter.obs_dim, device=device))
+    batch = {"obs": obs,
              "actions": torch.zeros(n, adapter.action.dim, dtype=act_dtype, device=device),
              **{k: torch.randn(n, device=device) for k in ("logprobs", "advantages", "values", "returns")}}
     idx = torch.arange(n, device=device)
@@ -69,9 +72,28 @@ def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Cal
     return run
 
 
-def build_agent(cfg: Config, adapter: Any, device: torch.device) -> ActorCritic:
-    """The policy module a config describes (also used by eval, enjoy and export)."""
+def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Policy:
+    """The policy module a config describes (also used by eval, enjoy and export).
+
+    ``policy.encoder=auto`` takes an MLP for vector observations and the Nature CNN for images.
+    """
     p = cfg.policy
+    image = adapter.image_shape is not None
+    encoder = p.encoder if p.encoder != "auto" else ("nature" if image else "mlp")
+    if image != (encoder != "mlp"):
+        kind = f"image observations {adapter.image_shape}" if image else f"vector observations ({adapter.obs_dim},)"
+        raise UserError(f"policy.encoder={encoder} does not fit {kind} of {cfg.env.id}; "
+                        f"use {'nature or impala' if image else 'mlp'} (or auto)")
+    if image:
+        if adapter.action.kind == "continuous":
+            raise UserError(f"{cfg.env.id}: CNN policies need discrete actions, got {adapter.action_space}")
+        channels, height, width = adapter.obs_shape
+        if height != width:
+            raise UserError(f"{cfg.env.id}: CNN policies need square frames, got {height}x{width}")
+        return CnnActorCritic(adapter.action, in_channels=channels, encoder=encoder, screen_size=height,
+                              precision=p.precision).to(device)
+    if p.precision != "fp32":
+        raise UserError(f"policy.precision={p.precision} applies to CNN encoders only; MLPs run in fp32")
     return ActorCritic(
         adapter.obs_dim, adapter.action, p.hidden_sizes, p.activation, p.ortho_init, p.log_std_init,
         p.normalize_obs, p.clip_obs,
@@ -140,8 +162,7 @@ def train(
     lr0: float | torch.Tensor = torch.tensor(cfg.ppo.learning_rate) if cfg.run.compile else cfg.ppo.learning_rate
     optimizer = torch.optim.Adam(agent.parameters(), lr=lr0, eps=cfg.ppo.adam_eps, foreach=not cfg.run.compile)
     minibatch_step = MinibatchStep(agent, optimizer, cfg.ppo, compile=cfg.run.compile)
-    template = Rollout.allocate(cfg.ppo.num_steps, cfg.env.num_envs, adapter.obs_dim, adapter.action.dim,
-                                adapter.action.kind != "continuous", device)
+    template = rollout_for(adapter, cfg.ppo.num_steps, cfg.env.num_envs, device)
     sampler = _make_sampler(cfg, agent, adapter, template, device, reward_fn)
     try:
         start_update, global_step = 0, 0
@@ -195,6 +216,8 @@ def train(
                     group["lr"].fill_(lr)
                 else:
                     group["lr"] = lr
+            if cfg.ppo.anneal_clip:
+                minibatch_step.set_clip(cfg.ppo.clip_coef * (1.0 - update / cfg.num_updates))
 
             t_wait = time.perf_counter()
             rollout, info = sampler.wait()
@@ -228,6 +251,7 @@ def train(
                 scalars["charts/success_rate"] = float(np.mean(successes))
             scalars["losses/update_epochs"] = stats["epochs"]
             scalars["charts/learning_rate"] = lr
+            scalars["charts/clip_coef"] = float(minibatch_step.clip_coef)
             scalars["charts/policy_lag"] = float(sampler.policy_lag)
             scalars["charts/worker_restarts"] = float(sampler.restarts)
             scalars["charts/SPS"] = (global_step - step_start) / (time.perf_counter() - t_start)
@@ -268,7 +292,7 @@ def train(
         sampler.close()
 
 
-def _make_sampler(cfg: Config, agent: ActorCritic, adapter: SpaceAdapter, template: Rollout, device: torch.device,
+def _make_sampler(cfg: Config, agent: Policy, adapter: SpaceAdapter, template: Rollout, device: torch.device,
                   reward_fn: RewardFn | None) -> InlineSampler | ProcessSampler | RaySampler:
     """The rollout source the config asks for (see :mod:`rlctl.sampler`)."""
     if cfg.run.sampler == "ray":

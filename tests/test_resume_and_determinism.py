@@ -16,6 +16,10 @@ CASES = {
     "Hopper-v5": dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
                                                 "update_epochs": 2, "anneal_lr": True},
                       run={"checkpoint_every": 512}),
+    # CNN policy, uint8 frames, ALE emulator state, Atari wrapper state (lives, game score, frame stack)
+    "ALE/Breakout-v5": dict(env={"num_envs": 2, "max_episode_steps": 40},
+                            ppo={"total_timesteps": 256, "num_steps": 16, "minibatch_size": 16, "update_epochs": 2},
+                            run={"checkpoint_every": 32}),
 }
 
 

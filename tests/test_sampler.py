@@ -175,3 +175,21 @@ def test_sampler_workers_exit_when_the_learner_is_sigkilled(tmp_path: Path) -> N
     alive = [c for c in children if Path(f"/proc/{c}").exists()
              and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert not alive, f"orphaned sampler processes {alive}"
+
+
+def test_overlapped_atari_run_shares_uint8_frames_and_resumes_exactly(tmp_path: Path) -> None:
+    pytest.importorskip("ale_py")
+    cfg = small_config("ALE/Breakout-v5", env={"num_envs": 2, "max_episode_steps": 40},
+                       ppo={"total_timesteps": 192, "num_steps": 16, "minibatch_size": 16, "update_epochs": 1},
+                       run={"checkpoint_every": 32, "sampler": "process", "overlap": True, "log_every": 32})
+    full = train(cfg, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+
+    def stop_after_two(_: dict) -> bool:
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    part = train(cfg, tmp_path / "part", on_update=stop_after_two, progress=False)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
+    assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
+    assert part.episode_returns + resumed.episode_returns == full.episode_returns and full.episode_returns
