@@ -48,6 +48,10 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--workers", default="1",
                    help="sampler worker counts for the process+overlap+compile variant, e.g. 1,2,4 (must divide "
                         "env.num_envs; default 1)")
+    s.add_argument("--libs", default="",
+                   help=f"variants to run (SB3 and the env-step ceiling always run), from "
+                        f"{','.join(lib for lib, _, _ in SPS_VARIANTS if lib not in ('sb3', 'ceiling'))} "
+                        f"(default {','.join(DEFAULT_SPS_LIBS[:3])}; the +bf16 ones need a CNN policy, e.g. Atari)")
     s.add_argument("--out", default="results", help="output directory (default results/)")
 
     r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
@@ -88,7 +92,8 @@ def run_cli(args: argparse.Namespace) -> int:
             workers = sorted({int(w) for w in args.workers.split(",") if w})
         except ValueError:
             raise UserError(f"--workers must be comma-separated integers, got {args.workers!r}") from None
-        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag, workers or [1])
+        sps_libs = tuple(x for x in args.libs.split(",") if x) if args.libs else DEFAULT_SPS_LIBS
+        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag, workers or [1], sps_libs)
     elif args.bench_verb == "returns":
         libs = [x for x in args.libs.split(",") if x]
         bad = [x for x in libs if x not in LIBS]
@@ -148,16 +153,20 @@ def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int
 
 SPS_VARIANTS = (
     ("rlctl", 1, "rlctl, inline sampler (default)"),
+    ("rlctl+bf16", 1, "rlctl, inline sampler, bf16 CNN encoder"),
     ("rlctl-overlap", 1, "rlctl, process sampler + overlap"),
+    ("rlctl-overlap+bf16", 1, "rlctl, process sampler + overlap, bf16 CNN encoder"),
     ("rlctl-fast", 1, "rlctl, process sampler + overlap + compile"),
     ("sb3", 0, "SB3 (torch default threads)"),
     ("sb3", 1, "SB3 (1 torch thread)"),
     ("ceiling", 1, "env-step ceiling: random actions, no learning"),
 )
+DEFAULT_SPS_LIBS = ("rlctl", "rlctl-overlap", "rlctl-fast", "sb3", "ceiling")
+"""What ``bench sps`` runs unless ``--libs`` says otherwise (the bf16 variants need a CNN policy)."""
 
 
 def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str], tag: str,
-              workers: list[int] | None = None) -> None:
+              workers: list[int] | None = None, libs: tuple[str, ...] = DEFAULT_SPS_LIBS) -> None:
     _require_sb3()
     from rlctl.config import resolve_config
 
@@ -166,10 +175,15 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     bad = [w for w in workers if w < 1 or cfg.env.num_envs % w]
     if bad:
         raise UserError(f"--workers {bad} must be positive and divide env.num_envs ({cfg.env.num_envs})")
-    variants = list(SPS_VARIANTS)
-    at = next(i for i, v in enumerate(variants) if v[0] == "rlctl-fast") + 1
-    variants[at:at] = [(f"rlctl-fast@{w}", 1, f"rlctl, process sampler ({w} workers) + overlap + compile")
-                       for w in workers if w != 1]
+    known = {lib for lib, _, _ in SPS_VARIANTS}
+    if set(libs) - known:
+        raise UserError(f"unknown --libs {sorted(set(libs) - known)}; choose from {', '.join(sorted(known))}")
+    libs = (*libs, "sb3", "ceiling")  # the ratios' denominators always run
+    variants = [v for v in SPS_VARIANTS if v[0] in libs]
+    if "rlctl-fast" in libs:
+        at = next(i for i, v in enumerate(variants) if v[0] == "rlctl-fast") + 1
+        variants[at:at] = [(f"rlctl-fast@{w}", 1, f"rlctl, process sampler ({w} workers) + overlap + compile")
+                           for w in workers if w != 1]
     rows: list[dict[str, Any]] = []
     tmp = out / ".sps.json"
     for rep in range(repeats):
@@ -198,10 +212,12 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
         f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
         f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}"
         + "".join(f" --set {item}" for item in set_items) + (f" --tag {tag}" if tag else "")
-        + (f" --workers {','.join(map(str, workers))}" if workers != [1] else "") + "`  ",
+        + (f" --workers {','.join(map(str, workers))}" if workers != [1] else "")
+        + (f" --libs {','.join(lib for lib in dict.fromkeys(libs) if lib not in ('sb3', 'ceiling'))}"
+           if tuple(dict.fromkeys(libs)) != (*DEFAULT_SPS_LIBS,) else "") + "`  ",
         f"Shared settings: {cfg.env.num_envs} env(s) × {cfg.ppo.num_steps} steps per rollout, minibatch "
-        f"{cfg.ppo.minibatch_size}, {cfg.ppo.update_epochs} epochs, {cfg.policy.hidden_sizes} {cfg.policy.activation} "
-        f"networks, normalization obs={cfg.policy.normalize_obs} reward={cfg.ppo.normalize_reward}.  ",
+        f"{cfg.ppo.minibatch_size}, {cfg.ppo.update_epochs} epochs, {_network(cfg)}, "
+        f"normalization obs={cfg.policy.normalize_obs} reward={cfg.ppo.normalize_reward}.  ",
         f"Machine: {_machine()}  ",
         f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps with "
         "the same resolved config (wall time includes env and model construction); variants are interleaved "
@@ -221,6 +237,13 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot_sps(medians, steady, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
     print("\n".join(lines))
+
+
+def _network(cfg: Any) -> str:
+    if cfg.env.id.startswith("ALE/") or cfg.policy.encoder in ("nature", "impala"):
+        name = "Nature" if cfg.policy.encoder in ("auto", "nature") else "IMPALA"
+        return f"{name} CNN on uint8 4×84×84 frames (SB3: CnnPolicy, the same env stack)"
+    return f"{cfg.policy.hidden_sizes} {cfg.policy.activation} networks"
 
 
 def _perf_table(rows: list[dict[str, Any]], batch: int) -> list[str]:

@@ -48,7 +48,8 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[cfg.policy.activation]
     return {
         "n_steps": p.num_steps, "batch_size": p.minibatch_size, "n_epochs": p.update_epochs,
-        "learning_rate": lr, "gamma": p.gamma, "gae_lambda": p.gae_lambda, "clip_range": p.clip_coef,
+        "learning_rate": lr, "gamma": p.gamma, "gae_lambda": p.gae_lambda,
+        "clip_range": (lambda progress_remaining: p.clip_coef * progress_remaining) if p.anneal_clip else p.clip_coef,
         "clip_range_vf": p.clip_coef if p.clip_vloss else None, "ent_coef": p.ent_coef, "vf_coef": p.vf_coef,
         "max_grad_norm": p.max_grad_norm, "target_kl": p.target_kl, "normalize_advantage": p.norm_adv,
         "policy_kwargs": {
@@ -125,32 +126,51 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
-                if "episode" in info:
+                if "episode" in info:  # Monitor
                     episodes.append([self.num_timesteps, float(info["episode"]["r"])])
+                elif "game_return" in info:  # Atari: a whole game's raw score (envs/atari.py)
+                    episodes.append([self.num_timesteps, float(info["game_return"])])
             return True
 
+    atari = cfg.env.id.startswith("ALE/")
+    if atari:  # the same preprocessed env stack as rlctl (envs/atari.py); whole games are the episodes
+        from envs.make import make_env
+
+        def make() -> gym.Env:
+            return make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    else:
+        def make() -> gym.Env:
+            return Monitor(gym.make(cfg.env.id))
+
     t0 = time.perf_counter()
-    venv: Any = DummyVecEnv([lambda: Monitor(gym.make(cfg.env.id)) for _ in range(cfg.env.num_envs)])
-    normalize = cfg.policy.normalize_obs or cfg.ppo.normalize_reward
+    venv: Any = DummyVecEnv([make for _ in range(cfg.env.num_envs)])
+    normalize = not atari and (cfg.policy.normalize_obs or cfg.ppo.normalize_reward)  # CNNs take raw pixels
     if normalize:
         venv = VecNormalize(venv, norm_obs=cfg.policy.normalize_obs, norm_reward=cfg.ppo.normalize_reward,
                             clip_obs=cfg.policy.clip_obs, clip_reward=cfg.ppo.clip_reward, gamma=cfg.ppo.gamma)
-    model = PPO("MlpPolicy", venv, seed=cfg.run.seed, device="cpu", verbose=0, **sb3_kwargs(cfg))
+    kwargs = sb3_kwargs(cfg)
+    if atari:
+        kwargs["policy_kwargs"] = {}  # SB3's CnnPolicy: Nature CNN shared by both heads, orthogonal init
+    model = PPO("CnnPolicy" if atari else "MlpPolicy", venv, seed=cfg.run.seed, device="cpu", verbose=0, **kwargs)
     model.learn(total_timesteps=cfg.num_updates * cfg.batch_size, callback=Record())
     wall = time.perf_counter() - t0
 
-    env = gym.make(cfg.env.id)
+    env = make()
     returns = []
     for i in range(EVAL_EPISODES):
         obs, _ = env.reset(seed=EVAL_SEED + i)
-        done, total = False, 0.0
-        while not done:
+        total = 0.0
+        while True:
             x = venv.normalize_obs(obs[None]) if normalize and cfg.policy.normalize_obs else obs[None]
             action, _ = model.predict(x, deterministic=True)
-            obs, r, term, trunc, _ = env.step(action[0])
+            obs, r, term, trunc, info = env.step(action[0])
             total += float(r)
-            done = term or trunc
-        returns.append(total)
+            if not (term or trunc):
+                continue
+            if info.get("game_over", True):
+                break
+            obs, _ = env.reset()  # Atari: a lost life, the game goes on
+        returns.append(float(info.get("game_return", total)))
     marks.append((int(model.num_timesteps), t0 + wall))  # the end of the last update
     return {"wall_s": wall, "steps": int(model.num_timesteps), "episodes": episodes, "eval": returns,
             "steady_sps": steady_sps(marks)}
@@ -168,6 +188,9 @@ def main(argv: list[str]) -> int:
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
     lib, _, n_workers = lib.partition("@")  # rlctl-fast@2: the same variant with 2 sampler workers
+    lib, _, option = lib.partition("+")  # rlctl+bf16: the CNN encoder under bfloat16 autocast
+    if option == "bf16":
+        cfg.policy.precision = "bf16"
     if lib in ("rlctl-overlap", "rlctl-fast"):
         cfg.run.sampler, cfg.run.overlap = "process", True
         cfg.run.num_workers = int(n_workers or 1)

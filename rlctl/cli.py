@@ -264,9 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from rlctl.bench import add_parser as add_bench
     from rlctl.export_cli import add_parser as add_export
+    from rlctl.plot import add_parser as add_plot
     from rlctl.tune import add_parser as add_tune
 
     add_bench(sub)
+    add_plot(sub)
     add_tune(sub)
     add_export(sub)
     return parser

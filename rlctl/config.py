@@ -47,7 +47,8 @@ class PolicyConfig:
     one encoder shared by actor and critic); ``auto`` picks mlp or nature from the observation space"""
     precision: str = "fp32"
     """CNN encoders: ``bf16`` runs the convolutions under bfloat16 autocast (2x faster updates on CPUs
-    with AMX/AVX512-BF16 and on GPUs; weights, heads and losses stay fp32); MLPs are always fp32"""
+    with AMX/AVX512-BF16 and on GPUs; weights, heads and losses stay fp32), ``auto`` takes bf16 where the
+    device computes it natively; MLPs are always fp32"""
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     """MLP hidden layer widths, used for both the actor and the critic (separate networks)"""
     activation: str = "tanh"
@@ -165,7 +166,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "env.vectorization": ("sync", "async"),
     "policy.activation": ("tanh", "relu", "elu"),
     "policy.encoder": ("auto", "mlp", "nature", "impala"),
-    "policy.precision": ("fp32", "bf16"),
+    "policy.precision": ("auto", "fp32", "bf16"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.sampler": ("inline", "process", "ray"),
 }

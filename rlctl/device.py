@@ -61,3 +61,21 @@ def update_probe(make_step: Callable[[torch.device], Callable[[], None]]) -> Pro
             return time.perf_counter() - start
 
     return probe
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matmuls and convolutions run natively (faster than float32) on ``device``.
+
+    CUDA: the GPU supports bf16 (Ampere and later). CPU: the cores have AMX-BF16 or AVX512-BF16 (read from
+    /proc/cpuinfo; elsewhere assumed absent), without which oneDNN emulates bf16 and is slower than fp32.
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags

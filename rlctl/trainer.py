@@ -29,7 +29,7 @@ from envs.reward import RewardFn
 from rlctl.checkpoint import load_checkpoint, save_checkpoint
 from rlctl.collect import Collector
 from rlctl.config import Config, load_yaml, save_yaml, to_dict
-from rlctl.device import resolve_device, update_probe
+from rlctl.device import fast_bf16, resolve_device, update_probe
 from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
@@ -75,7 +75,8 @@ def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Cal
 def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Policy:
     """The policy module a config describes (also used by eval, enjoy and export).
 
-    ``policy.encoder=auto`` takes an MLP for vector observations and the Nature CNN for images.
+    ``policy.encoder=auto`` takes an MLP for vector observations and the Nature CNN for images;
+    ``policy.precision=auto`` runs a CNN encoder in bf16 where ``device`` computes bf16 natively.
     """
     p = cfg.policy
     image = adapter.image_shape is not None
@@ -90,9 +91,10 @@ def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Pol
         channels, height, width = adapter.obs_shape
         if height != width:
             raise UserError(f"{cfg.env.id}: CNN policies need square frames, got {height}x{width}")
+        precision = p.precision if p.precision != "auto" else "bf16" if fast_bf16(device) else "fp32"
         return CnnActorCritic(adapter.action, in_channels=channels, encoder=encoder, screen_size=height,
-                              precision=p.precision).to(device)
-    if p.precision != "fp32":
+                              precision=precision).to(device)
+    if p.precision == "bf16":
         raise UserError(f"policy.precision={p.precision} applies to CNN encoders only; MLPs run in fp32")
     return ActorCritic(
         adapter.obs_dim, adapter.action, p.hidden_sizes, p.activation, p.ortho_init, p.log_std_init,
@@ -186,7 +188,8 @@ def train(
             logger.text("hyperparameters", _hparams_markdown(cfg))
         bar = Progress(cfg.num_updates * cfg.batch_size, global_step, enabled=progress)
         mode = cfg.run.sampler + (" + overlap" if cfg.run.overlap else "")
-        print(f"rlctl: {cfg.env.id} on {device} ({why}), {mode} sampler "
+        net = f", {type(agent.encoder).__name__} in {agent.precision}" if isinstance(agent, CnnActorCritic) else ""
+        print(f"rlctl: {cfg.env.id} on {device} ({why}){net}, {mode} sampler "
               f"({'resumed at step ' + str(global_step) if resume else 'new run'}),"
               f" {cfg.num_updates} updates of {cfg.batch_size} steps → {run_dir}", flush=True)
 

@@ -218,3 +218,19 @@ def test_bf16_encoder_stays_close_to_fp32_with_the_same_weights() -> None:
     assert torch.allclose(d16.logits[0], d32.logits[0], atol=0.01)
     with pytest.raises(ValueError, match="precision"):
         CnnActorCritic(spec, precision="fp16")
+
+
+def test_auto_precision_takes_bf16_only_where_the_device_computes_it_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rlctl.trainer as trainer
+
+    env = make_env(PONG)
+    adapter = adapter_for(env.observation_space, env.action_space)
+    env.close()
+    cfg = small_config(PONG, policy={"precision": "auto"})
+    for native, want in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(trainer, "fast_bf16", lambda device, native=native: native)
+        agent = build_agent(cfg, adapter, torch.device("cpu"))
+        assert isinstance(agent, CnnActorCritic) and agent.precision == want
+    mlp = adapter_for(gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
+    assert not isinstance(build_agent(small_config("CartPole-v1", policy={"precision": "auto"}), mlp,
+                                      torch.device("cpu")), CnnActorCritic)
