@@ -141,7 +141,14 @@ def make_vector_env(
     SAME_STEP means a step that ends an episode returns the *reset* observation and puts the true
     final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
     without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
+    ``vectorization="envpool"`` steps ``ALE/*`` games with EnvPool instead (:mod:`envs.envpool_atari`).
     """
+    if vectorization == "envpool":
+        if reward_fn is not None:
+            raise EnvError("reward hooks need vectorization sync or async (EnvPool computes rewards in C++)")
+        from envs.envpool_atari import EnvPoolAtari
+
+        return EnvPoolAtari(env_id, num_envs, kwargs, max_episode_steps)
     if vectorization == "async":  # fail fast here with a clear error, not inside a subprocess
         make_env(env_id, kwargs, max_episode_steps).close()
     fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn) for _ in range(num_envs)]
@@ -151,7 +158,7 @@ def make_vector_env(
     elif vectorization == "async":
         envs = gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=mode)
     else:
-        raise EnvError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+        raise EnvError(f"vectorization must be 'sync', 'async' or 'envpool', got {vectorization!r}")
     if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:  # asserted once, here
         raise EnvError(f"vector env reports autoreset mode {envs.metadata.get('autoreset_mode')}, need SAME_STEP")
     return envs

@@ -72,6 +72,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("env", {})["num_envs"] = args.num_envs
     if args.device is not None:
         overrides.setdefault("run", {})["device"] = args.device
+    if args.backend == "envpool":  # Atari stepped by EnvPool, collected inline
+        overrides.setdefault("env", {})["vectorization"] = "envpool"
+        args.backend = None
     for flag, key in (("backend", "sampler"), ("num_workers", "num_workers"), ("ray_address", "ray_address")):
         if getattr(args, flag) is not None:
             overrides.setdefault("run", {})[key] = getattr(args, flag)
@@ -221,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="run seed (run.seed); one seed gives one run")
     p.add_argument("--num-envs", type=int, help="parallel environment copies (env.num_envs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="learner device (run.device)")
-    p.add_argument("--backend", choices=("inline", "process", "ray"),
-                   help="where rollouts are collected (run.sampler; see README 'Samplers')")
+    p.add_argument("--backend", choices=("inline", "process", "ray", "envpool"),
+                   help="where rollouts are collected (run.sampler; see README 'Samplers'); envpool: Atari games "
+                        "stepped by EnvPool (env.vectorization=envpool)")
     p.add_argument("--num-workers", type=int, help="sampler workers for process/ray (run.num_workers)")
     p.add_argument("--ray-address", help="Ray cluster to join, HOST:6379 (run.ray_address); default: local")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

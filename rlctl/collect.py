@@ -102,9 +102,12 @@ class Collector:
         self.ep_returns = np.zeros(n, dtype=np.float64)
         self.ep_lengths = np.zeros(n, dtype=np.int64)
         self.disc_returns = np.zeros(n, dtype=np.float64)
+        self.seed = 0  # the last reset's seed, and env steps since: new seeds for envs that cannot be restored
+        self.steps_since_reset = 0
 
     def reset(self, seed: int) -> None:
         """Start fresh episodes in every env (env i is seeded with ``seed + i``)."""
+        self.seed, self.steps_since_reset = seed, 0
         self.next_obs, _ = self.envs.reset(seed=seed)
         self.ep_returns[:] = 0.0
         self.ep_lengths[:] = 0
@@ -205,6 +208,7 @@ class Collector:
                             episodes.append(Episode(step_stamp, float(source["game_return"][i]),
                                                     int(source["game_length"][i])))
             self.next_obs = next_obs
+            self.steps_since_reset += num_envs
 
         # next_values[t] = V(s_{t+1}): the next row's value, the last obs's value at the end, and
         # V(final obs) where step t hit a time limit. Terminated rows are masked inside GAE.
@@ -225,11 +229,19 @@ class Collector:
             "ep_lengths": self.ep_lengths.copy(),
             "disc_returns": self.disc_returns.copy(),
             "env_states": list(cast(Any, self.envs).get_attr("snapshot_state")),
+            "seed": self.seed,
+            "steps_since_reset": self.steps_since_reset,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. Envs that cannot save their state (EnvPool) start new episodes
+        instead, seeded past every seed used so far: the run goes on, but not bit-exactly."""
+        if any(s is None for s in state["env_states"]):
+            self.reset(int(state.get("seed", 0)) + int(state.get("steps_since_reset", 0)) + self.envs.num_envs)
+            return
         cast(Any, self.envs).set_attr("snapshot_state", list(state["env_states"]))
         self.next_obs = np.asarray(state["next_obs"])
         self.ep_returns[:] = state["ep_returns"]
         self.ep_lengths[:] = state["ep_lengths"]
         self.disc_returns[:] = state["disc_returns"]
+        self.seed, self.steps_since_reset = int(state.get("seed", 0)), int(state.get("steps_since_reset", 0))

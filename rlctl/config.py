@@ -31,7 +31,8 @@ class EnvConfig:
     num_envs: int = 1
     """number of environment copies stepped as one vector env"""
     vectorization: str = "sync"
-    """``sync`` (in-process, deterministic) or ``async`` (one subprocess per env)"""
+    """``sync`` (in-process, deterministic), ``async`` (one subprocess per env) or ``envpool`` (Atari on
+    EnvPool's C++ threads; needs the envpool extra)"""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """extra keyword arguments for ``gymnasium.make``"""
     max_episode_steps: int | None = None
@@ -163,7 +164,7 @@ class Config:
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "env.vectorization": ("sync", "async"),
+    "env.vectorization": ("sync", "async", "envpool"),
     "policy.activation": ("tanh", "relu", "elu"),
     "policy.encoder": ("auto", "mlp", "nature", "impala"),
     "policy.precision": ("auto", "fp32", "bf16"),

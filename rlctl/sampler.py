@@ -91,7 +91,9 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     cfg = load_yaml(cfg_yaml)
     torch.manual_seed(seed + 104_729 * start)
     reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
-    envs = make_vector_env(cfg.env.id, count, "sync", cfg.env.kwargs, cfg.env.max_episode_steps, reward_fn=reward_fn)
+    vectorization = "envpool" if cfg.env.vectorization == "envpool" else "sync"  # a worker is one process already
+    envs = make_vector_env(cfg.env.id, count, vectorization, cfg.env.kwargs, cfg.env.max_episode_steps,
+                           reward_fn=reward_fn)
     adapter = adapter_for(envs.single_observation_space, envs.single_action_space)
     agent = build_agent(cfg, adapter, torch.device("cpu"))
     collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs)
