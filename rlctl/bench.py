@@ -156,10 +156,12 @@ SPS_VARIANTS = (
     ("rlctl+bf16", 1, "rlctl, inline sampler, bf16 CNN encoder"),
     ("rlctl-overlap", 1, "rlctl, process sampler + overlap"),
     ("rlctl-overlap+bf16", 1, "rlctl, process sampler + overlap, bf16 CNN encoder"),
+    ("rlctl-overlap+bf16+envpool", 1, "rlctl, process sampler + overlap, bf16 CNN encoder, EnvPool"),
     ("rlctl-fast", 1, "rlctl, process sampler + overlap + compile"),
     ("sb3", 0, "SB3 (torch default threads)"),
     ("sb3", 1, "SB3 (1 torch thread)"),
     ("ceiling", 1, "env-step ceiling: random actions, no learning"),
+    ("ceiling+envpool", 1, "EnvPool env-step ceiling: random actions, no learning"),
 )
 DEFAULT_SPS_LIBS = ("rlctl", "rlctl-overlap", "rlctl-fast", "sb3", "ceiling")
 """What ``bench sps`` runs unless ``--libs`` says otherwise (the bf16 variants need a CNN policy)."""
@@ -203,7 +205,7 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     sb3_label = next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)
     ceiling_label = next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")
     sb3, ceiling = medians[sb3_label], medians[ceiling_label]
-    stem = f"sps_{env}_{preset}" + (f"_{tag}" if tag else "")
+    stem = f"sps_{env.replace('/', '_')}_{preset}" + (f"_{tag}" if tag else "")
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
@@ -320,7 +322,7 @@ def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: 
     runs.mkdir(parents=True, exist_ok=True)
     claimed = []
     for lib, env, seed in todo:
-        result = runs / f"{lib}__{env}__s{seed}.json"
+        result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
         cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
         claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
                                   result.with_suffix(".log")))
@@ -419,8 +421,8 @@ def report_returns(preset: str, out: Path) -> None:
                 continue
             lines.append(f"| {env} | {lib} | {len(rs)} | {mean_std([r['last100'] for r in rs])} | "
                          f"{mean_std([r['eval_mean'] for r in rs])} | {statistics.mean(r['sps'] for r in rs):,.0f} |")
-        _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env}.png", env, preset)
-    lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env}.png`" for env in envs)]
+        _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env.replace('/', '_')}.png", env, preset)
+    lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env.replace('/', '_')}.png`" for env in envs)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

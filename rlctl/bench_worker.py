@@ -7,7 +7,8 @@ evaluation with frozen observation statistics.
 Usage: ``python -m rlctl.bench_worker LIB ENV PRESET STEPS SEED THREADS OUT.json [KEY=VALUE ...]`` with LIB one of
 ``rlctl``, ``rlctl-overlap`` (process sampler + overlap), ``rlctl-fast`` (process sampler + overlap +
 ``run.compile``; ``rlctl-fast@N`` with N sampler workers), ``sb3``, ``ceiling`` (random actions through the
-same vector env, no learning).
+same vector env, no learning); ``+bf16`` and ``+envpool`` suffixes add a bf16 CNN encoder and EnvPool
+stepping (``rlctl-overlap+bf16+envpool``, ``ceiling+envpool``).
 """
 
 from __future__ import annotations
@@ -188,9 +189,11 @@ def main(argv: list[str]) -> int:
     if int(threads) > 0:
         torch.set_num_threads(int(threads))
     lib, _, n_workers = lib.partition("@")  # rlctl-fast@2: the same variant with 2 sampler workers
-    lib, _, option = lib.partition("+")  # rlctl+bf16: the CNN encoder under bfloat16 autocast
-    if option == "bf16":
+    lib, *options = lib.split("+")  # rlctl+bf16+envpool: bf16 CNN encoder, Atari stepped by EnvPool
+    if "bf16" in options:
         cfg.policy.precision = "bf16"
+    if "envpool" in options:
+        cfg.env.vectorization = "envpool"
     if lib in ("rlctl-overlap", "rlctl-fast"):
         cfg.run.sampler, cfg.run.overlap = "process", True
         cfg.run.num_workers = int(n_workers or 1)
