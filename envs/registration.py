@@ -35,6 +35,8 @@ def register_all() -> None:
         "rlctl/QuadGates-v0": ("envs.registration:make_quad", {"task": "gates"}),
         "rlctl/ArmReach-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "dense"}),
         "rlctl/ArmReachSparse-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
+        "rlctl/ArmPush-v0": ("envs.robots.push:ArmPushEnv", {"reward_type": "dense"}),
+        "rlctl/ArmPushSparse-v0": ("envs.robots.push:ArmPushEnv", {"reward_type": "sparse"}),
     }
     for env_id, (entry, kwargs) in specs.items():
         if env_id not in gym.registry:

@@ -47,11 +47,12 @@ def baseline_for(name: str, env: Any) -> Any:
             raise UserError(str(exc)) from None
     if name == "ik":
         from envs.controllers.arm_ik import ArmIKController
+        from envs.controllers.arm_push import ArmPushController
 
         try:
-            return ArmIKController(env)
+            return ArmPushController(env) if getattr(base, "TASK", None) == "push" else ArmIKController(env)
         except TypeError as exc:
-            raise UserError(f"--baseline ik drives the rlctl/ArmReach envs ({exc})") from None
+            raise UserError(f"--baseline ik drives the rlctl/ArmReach and ArmPush envs ({exc})") from None
     raise UserError(f"unknown baseline {name!r}; choose from pid (quadrotor), ik (arm)")
 
 

@@ -33,6 +33,7 @@ class ArmIKController:
         base = env.unwrapped
         if not isinstance(base, ArmReachEnv):
             raise TypeError(f"ArmIKController drives ArmReachEnv, got {type(base).__name__}")
+        self._reach = base.TASK == "reach"  # the push controller uses this one's IK, not its act()
         self.gain = float(gain)
         self.ik_iterations = int(ik_iterations)
         self._n = base.N_JOINTS
@@ -68,6 +69,8 @@ class ArmIKController:
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Normalised joint-delta action toward the IK solution (clipped to the action space)."""
+        if not self._reach:
+            raise TypeError("ArmIKController.act reads the reach task's observation; use ArmPushController for push")
         obs = np.asarray(obs, dtype=np.float64)
         q = obs[: self._n]
         target = obs[2 * self._n + 3 : 2 * self._n + 6]

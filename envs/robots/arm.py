@@ -39,6 +39,8 @@ class ArmReachEnv(gym.Env[np.ndarray, np.ndarray]):
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 24}  # noqa: RUF012 - an Env instance var
 
+    TASK = "reach"
+    """Which task this is (the push task subclasses this env); controllers check it."""
     URDF = "kuka_iiwa/model.urdf"
     N_JOINTS = 7
     EE_LINK = 6
