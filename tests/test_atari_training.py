@@ -79,6 +79,7 @@ def test_every_ale_id_gets_the_ppo_paper_atari_preset() -> None:
     assert cfg.ppo.learning_rate == pytest.approx(2.5e-4) and cfg.ppo.anneal_lr
     assert cfg.ppo.clip_coef == pytest.approx(0.1) and cfg.ppo.anneal_clip and cfg.ppo.ent_coef == pytest.approx(0.01)
     assert cfg.ppo.total_timesteps == 10_000_000
+    assert (cfg.run.sampler, cfg.run.overlap, cfg.policy.precision) == ("process", True, "auto")
     assert preset_for("CartPole-v1", None)[0] == "CartPole-v1"
 
 

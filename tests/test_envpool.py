@@ -84,7 +84,7 @@ def test_lost_lives_end_learner_episodes_and_games_are_reported_whole() -> None:
 def test_short_training_run_on_envpool_and_a_resume_with_new_games(tmp_path: Path) -> None:
     cfg = small_config("ALE/Pong-v5", env={"num_envs": 2, "vectorization": "envpool", "max_episode_steps": 50},
                        ppo={"total_timesteps": 256, "num_steps": 32, "minibatch_size": 32},
-                       run={"checkpoint_every": 64})
+                       run={"checkpoint_every": 64, "sampler": "inline", "overlap": False})
     calls = {"n": 0}
 
     def stop_after_two(_: dict) -> bool:

@@ -19,7 +19,7 @@ CASES = {
     # CNN policy, uint8 frames, ALE emulator state, Atari wrapper state (lives, game score, frame stack)
     "ALE/Breakout-v5": dict(env={"num_envs": 2, "max_episode_steps": 40},
                             ppo={"total_timesteps": 256, "num_steps": 16, "minibatch_size": 16, "update_epochs": 2},
-                            run={"checkpoint_every": 32}),
+                            run={"checkpoint_every": 32, "sampler": "inline", "overlap": False}),
 }
 
 
