@@ -140,7 +140,7 @@ def _worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int
             set_items: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), str(threads),
            str(out), *set_items]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RLCTL_BENCH_NO_EVAL": "1"})
     if proc.returncode != 0:
         raise RuntimeError(f"bench worker failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())

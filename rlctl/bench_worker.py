@@ -25,7 +25,8 @@ import numpy as np
 
 from rlctl.config import Config, resolve_config
 
-EVAL_EPISODES = 10
+EVAL_EPISODES = 0 if os.environ.get("RLCTL_BENCH_NO_EVAL") else 10
+"""``bench sps`` sets RLCTL_BENCH_NO_EVAL: throughput runs need no evaluation (10 Atari games take minutes)."""
 EVAL_SEED = 10_000
 WARMUP_ROLLOUTS = 2  # excluded from steady-state SPS: start-up, first-call allocation, torch.compile
 
@@ -87,7 +88,8 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     adapter = adapter_for(env.observation_space, env.action_space)
     env.close()
-    ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED)
+    ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED) if EVAL_EPISODES else \
+        {"returns": []}
     return {"wall_s": wall, "steps": result.global_step, "episodes": episodes, "eval": ev["returns"], "perf": perf,
             "steady_sps": steady_sps(marks)}
 
@@ -190,8 +192,9 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(int(threads))
     lib, _, n_workers = lib.partition("@")  # rlctl-fast@2: the same variant with 2 sampler workers
     lib, *options = lib.split("+")  # rlctl+bf16+envpool: bf16 CNN encoder, Atari stepped by EnvPool
-    if "bf16" in options:
-        cfg.policy.precision = "bf16"
+    cfg.policy.precision = "bf16" if "bf16" in options else "fp32"
+    if lib == "rlctl":  # the plain variant collects inline, whatever the preset says
+        cfg.run.sampler, cfg.run.overlap = "inline", False
     if "envpool" in options:
         cfg.env.vectorization = "envpool"
     if lib in ("rlctl-overlap", "rlctl-fast"):
