@@ -96,14 +96,18 @@ def record_video(
         with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed + i)
-                done, total = False, 0.0
-                while not done:
+                total = 0.0
+                while True:
                     writer.append_data(env.render())
                     frames += 1
-                    obs, reward, terminated, truncated, _ = env.step(act(agent, adapter, obs, deterministic))
+                    obs, reward, terminated, truncated, info = env.step(act(agent, adapter, obs, deterministic))
                     total += float(reward)
-                    done = terminated or truncated
-                returns.append(total)
+                    if not (terminated or truncated):
+                        continue
+                    if info.get("game_over", True):
+                        break
+                    obs, _ = env.reset()  # Atari: a lost life, the game goes on
+                returns.append(float(info.get("game_return", total)))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
