@@ -150,7 +150,7 @@ def test_presets_lists_and_shows_entries() -> None:
     [
         (["train", "--env", "HalfCheetah-v9"], ["unknown environment id", "HalfCheetah-v5"]),
         (["train", "--env", "NoSuchEnv-v0"], ["unknown environment id"]),
-        (["train", "--env", "ALE/Pong-v5"], ["image observations", "CNN policy"]),
+        (["train", "--env", "ALE/Pong-v5", "--set", "policy.encoder=mlp"], ["encoder=mlp does not fit image"]),
         (["train", "--env", "LunarLander-v3"], ["box2d"]),
         (["train", "--env", "nosuchmodule:Env-v0"], ["cannot import 'nosuchmodule'"]),
         (["train", "--env", "CartPole-v1", "--set", "ppo.gamma"], ["malformed --set", "section.key=value"]),
@@ -170,6 +170,8 @@ def test_presets_lists_and_shows_entries() -> None:
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
     if "rlctl-test/DictObs-v0" in args:
         args = ["train", "--env", "tests.toy_envs:rlctl-test/DictObs-v0", "--run-dir", str(tmp_path / "r")]
+    elif args[:1] == ["train"] and "--resume" not in args and len(args) > 2:
+        args = [*args, "--run-dir", str(tmp_path / "r")]  # errors found after the run directory is made
     proc = rlctl(*args, cwd=Path(__file__).resolve().parents[1], check=False)
     assert_user_error(proc, *fragments)
 
