@@ -158,22 +158,14 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
     model.learn(total_timesteps=cfg.num_updates * cfg.batch_size, callback=Record())
     wall = time.perf_counter() - t0
 
+    from rlctl.evaluate import play_episode
+
+    def choose(obs: Any) -> Any:
+        x = venv.normalize_obs(obs[None]) if normalize and cfg.policy.normalize_obs else obs[None]
+        return model.predict(x, deterministic=True)[0][0]
+
     env = make()
-    returns = []
-    for i in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + i)
-        total = 0.0
-        while True:
-            x = venv.normalize_obs(obs[None]) if normalize and cfg.policy.normalize_obs else obs[None]
-            action, _ = model.predict(x, deterministic=True)
-            obs, r, term, trunc, info = env.step(action[0])
-            total += float(r)
-            if not (term or trunc):
-                continue
-            if info.get("game_over", True):
-                break
-            obs, _ = env.reset()  # Atari: a lost life, the game goes on
-        returns.append(float(info.get("game_return", total)))
+    returns = [play_episode(env, choose, EVAL_SEED + i)[0] for i in range(EVAL_EPISODES)]
     marks.append((int(model.num_timesteps), t0 + wall))  # the end of the last update
     return {"wall_s": wall, "steps": int(model.num_timesteps), "episodes": episodes, "eval": returns,
             "steady_sps": steady_sps(marks)}

@@ -7,6 +7,7 @@ the agent sees at evaluation is exactly what it saw in training, with the statis
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +30,42 @@ def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> 
     return adapter.to_env(agent.to_env_action(action).cpu().numpy())[0]
 
 
+def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
+                 before_step: Callable[[], None] | None = None) -> tuple[float, int]:
+    """Play one episode from ``env.reset(seed=seed)``; its raw return and length.
+
+    Envs that report games (Atari, see :mod:`envs.atari`) are played to the end of the game, through
+    every lost life, and scored with the game's raw score and length (``info["game_return"]``).
+    ``before_step`` runs before each step (e.g. to render a frame).
+    """
+    obs, _ = env.reset(seed=seed)
+    total, length = 0.0, 0
+    while True:
+        if before_step is not None:
+            before_step()
+        obs, reward, terminated, truncated, info = env.step(choose(obs))
+        total += float(reward)
+        length += 1
+        if not (terminated or truncated):
+            continue
+        if info.get("game_over", True):
+            break
+        obs, _ = env.reset()  # a lost life: the game goes on
+    if "game_return" in info:
+        return float(info["game_return"]), int(info["game_length"])
+    return total, length
+
+
 def evaluate_policy(
     agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int
 ) -> dict[str, Any]:
-    """Run ``episodes`` full episodes (episode i reset with ``seed + i``); raw returns, not scaled.
-
-    Envs that report games (Atari, see :mod:`envs.atari`) are played to the end of the game, through
-    every lost life, and scored with the game's raw score (``info["game_return"]``).
-    """
+    """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
+    life, see :func:`play_episode`); raw returns, not scaled."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     returns, lengths = [], []
     try:
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total, length = 0.0, 0
-            while True:
-                obs, reward, terminated, truncated, info = env.step(act(agent, adapter, obs, deterministic))
-                total += float(reward)
-                length += 1
-                if not (terminated or truncated):
-                    continue
-                if info.get("game_over", True):
-                    break
-                obs, _ = env.reset()  # a lost life: the game goes on
-            if "game_return" in info:
-                total, length = float(info["game_return"]), int(info["game_length"])
+            total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i)
             returns.append(total)
             lengths.append(length)
     finally:
@@ -89,25 +101,19 @@ def record_video(
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps, render_mode="rgb_array")
     fps = fps or int(env.metadata.get("render_fps", 30))
     frames = 0
-    returns = []
+    returns: list[float] = []
     tmp = out.with_name(f".{out.name}.partial{out.suffix}")
     try:
         writer: Any
         with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
+            def frame() -> None:
+                nonlocal frames
+                writer.append_data(env.render())
+                frames += 1
+
             for i in range(episodes):
-                obs, _ = env.reset(seed=seed + i)
-                total = 0.0
-                while True:
-                    writer.append_data(env.render())
-                    frames += 1
-                    obs, reward, terminated, truncated, info = env.step(act(agent, adapter, obs, deterministic))
-                    total += float(reward)
-                    if not (terminated or truncated):
-                        continue
-                    if info.get("game_over", True):
-                        break
-                    obs, _ = env.reset()  # Atari: a lost life, the game goes on
-                returns.append(float(info.get("game_return", total)))
+                total, _ = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i, frame)
+                returns.append(total)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

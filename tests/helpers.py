@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,17 @@ def small_config(env_id: str, preset: str | None = None, **sections: dict[str, A
         overrides.setdefault(section, {}).update(values)
     cfg, _ = resolve_config(env_id, preset, overrides)
     return cfg
+
+
+def stop_after(updates: int) -> Callable[[dict[str, Any]], bool]:
+    """An ``on_update`` callback that stops training after the given number of updates (to test resume)."""
+    calls = {"n": 0}
+
+    def stop(_: dict[str, Any]) -> bool:
+        calls["n"] += 1
+        return calls["n"] == updates
+
+    return stop
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

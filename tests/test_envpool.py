@@ -17,7 +17,7 @@ import ale_py
 from envs.errors import EnvError
 from envs.make import make_vector_env
 from rlctl.trainer import train
-from tests.helpers import small_config
+from tests.helpers import small_config, stop_after
 
 # Options under which the two backends run the very same frames: one no-op frame at reset, no sticky
 # actions, no FIRE presses and no life-loss resets (those two differ, see envs/envpool_atari.py).
@@ -85,13 +85,7 @@ def test_short_training_run_on_envpool_and_a_resume_with_new_games(tmp_path: Pat
     cfg = small_config("ALE/Pong-v5", env={"num_envs": 2, "vectorization": "envpool", "max_episode_steps": 50},
                        ppo={"total_timesteps": 256, "num_steps": 32, "minibatch_size": 32},
                        run={"checkpoint_every": 64, "sampler": "inline", "overlap": False})
-    calls = {"n": 0}
-
-    def stop_after_two(_: dict) -> bool:
-        calls["n"] += 1
-        return calls["n"] == 2
-
-    part = train(cfg, tmp_path / "run", on_update=stop_after_two, progress=False)
+    part = train(cfg, tmp_path / "run", on_update=stop_after(2), progress=False)
     assert part.global_step == 128 and part.episode_returns  # 50-step games ended and were logged
     resumed = train(cfg, tmp_path / "run", resume=True, progress=False)
     assert resumed.global_step == 256 and resumed.episode_returns

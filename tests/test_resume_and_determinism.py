@@ -7,7 +7,7 @@ import pytest
 
 from rlctl.logger import read_metrics
 from rlctl.trainer import train
-from tests.helpers import assert_same_weights, small_config, weights
+from tests.helpers import assert_same_weights, small_config, stop_after, weights
 
 CASES = {
     "CartPole-v1": dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
@@ -29,13 +29,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path: Path, e
     full = train(cfg, tmp_path / "full", progress=False)
 
     # Stop after the 3rd of 8 updates (a checkpoint is written on stop), then resume in a fresh call.
-    calls = {"n": 0}
-
-    def stop_after_three(_: dict) -> bool:
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    part = train(cfg, tmp_path / "part", on_update=stop_after_three, progress=False)
+    part = train(cfg, tmp_path / "part", on_update=stop_after(3), progress=False)
     assert part.global_step == 3 * cfg.batch_size
     resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
 

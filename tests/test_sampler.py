@@ -12,7 +12,7 @@ import pytest
 
 from rlctl.logger import read_metrics
 from rlctl.trainer import train
-from tests.helpers import assert_same_weights, small_config, weights
+from tests.helpers import assert_same_weights, small_config, stop_after, weights
 
 KW = dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
                                     "update_epochs": 2, "anneal_lr": True},
@@ -27,13 +27,8 @@ def _cfg(overlap: bool):  # type: ignore[no-untyped-def]
 
 def test_overlapped_run_resumed_mid_flight_matches_uninterrupted_run(tmp_path: Path) -> None:
     full = train(_cfg(True), tmp_path / "full", progress=False)
-    calls = {"n": 0}
-
-    def stop_after_three(_: dict) -> bool:  # the sampler is collecting rollout 4 at this point
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    part = train(_cfg(True), tmp_path / "part", on_update=stop_after_three, progress=False)
+    # stopped after update 3, while the sampler is collecting rollout 4
+    part = train(_cfg(True), tmp_path / "part", on_update=stop_after(3), progress=False)
     resumed = train(_cfg(True), tmp_path / "part", resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
     assert part.episode_returns + resumed.episode_returns == full.episode_returns
@@ -127,13 +122,7 @@ def test_two_workers_are_deterministic_resume_exactly_and_count_every_observatio
     assert full.episode_returns == again.episode_returns
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "again"))
 
-    calls = {"n": 0}
-
-    def stop_after_three(_: dict) -> bool:
-        calls["n"] += 1
-        return calls["n"] == 3
-
-    train(cfg(), tmp_path / "part", on_update=stop_after_three, progress=False)
+    train(cfg(), tmp_path / "part", on_update=stop_after(3), progress=False)
     train(cfg(), tmp_path / "part", resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
     # every observation of every worker was folded into the global statistics exactly once
@@ -183,13 +172,7 @@ def test_overlapped_atari_run_shares_uint8_frames_and_resumes_exactly(tmp_path: 
                        ppo={"total_timesteps": 192, "num_steps": 16, "minibatch_size": 16, "update_epochs": 1},
                        run={"checkpoint_every": 32, "sampler": "process", "overlap": True, "log_every": 32})
     full = train(cfg, tmp_path / "full", progress=False)
-    calls = {"n": 0}
-
-    def stop_after_two(_: dict) -> bool:
-        calls["n"] += 1
-        return calls["n"] == 2
-
-    part = train(cfg, tmp_path / "part", on_update=stop_after_two, progress=False)
+    part = train(cfg, tmp_path / "part", on_update=stop_after(2), progress=False)
     resumed = train(cfg, tmp_path / "part", resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "full"), weights(tmp_path / "part"))
     assert part.episode_returns + resumed.episode_returns == full.episode_returns and full.episode_returns

@@ -199,7 +199,9 @@ class ArmReachEnv(gym.Env[np.ndarray, np.ndarray]):
         obs, distance = self._obs()
         return obs, {"is_success": False, "distance": distance}
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def _apply_action(self, action: np.ndarray) -> np.ndarray:
+        """Move the joint targets by the (checked, clipped) action and simulate one control step; the
+        clipped action (for the action-rate term)."""
         a = np.asarray(action, dtype=np.float64).reshape(self.N_JOINTS)
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite, got {action!r}")
@@ -211,7 +213,10 @@ class ArmReachEnv(gym.Env[np.ndarray, np.ndarray]):
         for _ in range(self.substeps):
             self._client.stepSimulation()
         self._steps += 1
+        return a
 
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        a = self._apply_action(action)
         obs, distance = self._obs()
         success = distance < self.success_threshold
         if self.reward_type == "dense":

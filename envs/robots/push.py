@@ -109,17 +109,7 @@ class ArmPushEnv(ArmReachEnv):
         return obs, {"is_success": False, "distance": distance}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        a = np.asarray(action, dtype=np.float64).reshape(self.N_JOINTS)
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be finite, got {action!r}")
-        a = np.clip(a, -1.0, 1.0)
-        self._joint_targets = np.clip(self._joint_targets + a * self.max_joint_delta, self.joint_lower,
-                                      self.joint_upper)
-        self._command_motors()
-        for _ in range(self.substeps):
-            self._client.stepSimulation()
-        self._steps += 1
-
+        a = self._apply_action(action)
         obs, distance = self._obs()
         cube = self.cube_position()
         success = distance < self.success_threshold
