@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -317,12 +318,23 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
 def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path) -> None:
     """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`).
 
-    ``preset="-"`` gives each env its own preset.
+    ``preset="-"`` gives each env its own preset. A finished result whose config fingerprint differs
+    from the current resolved config (a preset was re-tuned) is moved to ``runs/stale/`` and run again.
     """
+    from rlctl.bench_worker import fingerprint, worker_config
+
     runs.mkdir(parents=True, exist_ok=True)
     claimed = []
     for lib, env, seed in todo:
         result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
+        if result.exists():
+            expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
+            found = json.loads(result.read_text()).get("fingerprint", expected)  # results before fingerprints: kept
+            if found != expected:  # the preset changed since this run: run it again with the current one
+                stale = runs / "stale" / f"{result.stem}__{found}.json"
+                stale.parent.mkdir(exist_ok=True)
+                os.replace(result, stale)
+                print(f"{result.name} was trained with another config: moved to {stale}", flush=True)
         cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
         claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
                                   result.with_suffix(".log")))
@@ -355,9 +367,12 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
             job = pending.pop(0)
             if job.done.exists():
                 continue
+            if job.lock.exists() and _lock_is_stale(job.lock):
+                print(f"reclaiming {job.name}: its lock's process on this host is gone", flush=True)
+                job.lock.unlink(missing_ok=True)
             try:  # claim the job; another `bench` process may be working through the same list
                 fd = os.open(job.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
                 os.close(fd)
             except FileExistsError:
                 continue
@@ -375,6 +390,27 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
                 job.on_success(time.perf_counter() - t0)
             status = "done" if proc.returncode == 0 else f"FAILED (see {job.log})"
             print(f"{status}: {job.name}", flush=True)
+
+
+def _lock_is_stale(lock: Path) -> bool:
+    """A lock left by a ``bench`` process on this host that no longer runs (killed, machine restarted).
+
+    Locks from other hosts are kept: a machine sharing the directory may still be working on the job.
+    """
+    try:
+        host, _, pid = lock.read_text().strip().rpartition(" ")
+        pid_n = int(pid)
+    except (OSError, ValueError):
+        return False
+    if host and host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid_n, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _load_runs(runs: Path) -> list[dict[str, Any]]:

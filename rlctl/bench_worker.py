@@ -13,17 +13,19 @@ stepping (``rlctl-overlap+bf16+envpool``, ``ceiling+envpool``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rlctl.config import Config, resolve_config
+from rlctl.config import Config, resolve_config, to_dict
 
 EVAL_EPISODES = 0 if os.environ.get("RLCTL_BENCH_NO_EVAL") else 10
 """``bench sps`` sets RLCTL_BENCH_NO_EVAL: throughput runs need no evaluation (10 Atari games take minutes)."""
@@ -171,17 +173,14 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
             "steady_sps": steady_sps(marks)}
 
 
-def main(argv: list[str]) -> int:
-    lib, env_id, preset, steps, seed, threads, out, *set_items = argv
+def worker_config(lib: str, env_id: str, preset: str, steps: int, seed: int, threads: int,
+                  set_items: Sequence[str] = ()) -> tuple[Config, str]:
+    """The resolved config a ``LIB`` run trains with, and the library name without its options."""
     cfg, _ = resolve_config(env_id, None if preset == "-" else preset, {
-        "ppo": {"total_timesteps": int(steps)},
-        "run": {"seed": int(seed), "eval_episodes": 0, "device": "cpu", "torch_threads": max(1, int(threads)),
+        "ppo": {"total_timesteps": steps},
+        "run": {"seed": seed, "eval_episodes": 0, "device": "cpu", "torch_threads": max(1, threads),
                 "checkpoint_every": 10**12, "log_every": 1},
-    }, set_items)
-    import torch
-
-    if int(threads) > 0:
-        torch.set_num_threads(int(threads))
+    }, list(set_items))
     lib, _, n_workers = lib.partition("@")  # rlctl-fast@2: the same variant with 2 sampler workers
     lib, *options = lib.split("+")  # rlctl+bf16+envpool: bf16 CNN encoder, Atari stepped by EnvPool
     cfg.policy.precision = "bf16" if "bf16" in options else "fp32"
@@ -193,10 +192,28 @@ def main(argv: list[str]) -> int:
         cfg.run.sampler, cfg.run.overlap = "process", True
         cfg.run.num_workers = int(n_workers or 1)
     cfg.run.compile = lib == "rlctl-fast"
+    return cfg, lib
+
+
+def fingerprint(cfg: Config) -> str:
+    """Hash of what decides learning (env, policy and PPO settings), to tell a result from an older preset."""
+    values = to_dict(cfg)
+    text = json.dumps({k: values[k] for k in ("env", "policy", "ppo")}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def main(argv: list[str]) -> int:
+    lib, env_id, preset, steps, seed, threads, out, *set_items = argv
+    cfg, lib = worker_config(lib, env_id, preset, int(steps), int(seed), int(threads), set_items)
+    import torch
+
+    if int(threads) > 0:
+        torch.set_num_threads(int(threads))
     runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
     res = runner(cfg)
     res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed), "budget": int(steps),
-                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"]})
+                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"],
+                "fingerprint": fingerprint(cfg), "config": to_dict(cfg)})
     returns = [r for _, r in res["episodes"]]
     res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
     res["eval_mean"] = float(np.mean(res["eval"])) if res["eval"] else float("nan")

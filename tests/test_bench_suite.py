@@ -32,3 +32,39 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
     assert "Aggregate over 1 tasks: IQM" in table
     assert (tmp_path / "mujoco-v5_InvertedPendulum-v5.png").exists()
     assert_user_error(rlctl("bench", "suite", "--tasks", "Hoper-v5", check=False), "Hopper-v5")
+
+
+def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path) -> None:
+    import json
+
+    from rlctl.bench import run_matrix
+
+    runs = tmp_path / "runs"
+    run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)
+    result = runs / "rlctl__InvertedPendulum-v5__s1.json"
+    first = json.loads(result.read_text())
+    assert first["config"]["ppo"]["total_timesteps"] == 1024
+    first["fingerprint"] = "from-an-old-preset"
+    result.write_text(json.dumps(first))
+    run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)  # same job, other fingerprint: rerun
+    assert json.loads(result.read_text())["fingerprint"] != "from-an-old-preset"
+    assert (runs / "stale" / "rlctl__InvertedPendulum-v5__s1__from-an-old-preset.json").exists()
+
+
+def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from rlctl.bench import _lock_is_stale
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    lock = tmp_path / "job.lock"
+    lock.write_text(f"{socket.gethostname()} {gone.pid}")
+    assert _lock_is_stale(lock)
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")
+    assert not _lock_is_stale(lock)
+    lock.write_text(f"another-machine {gone.pid}")  # it may still be working on a shared directory
+    assert not _lock_is_stale(lock)
