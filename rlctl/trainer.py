@@ -52,11 +52,24 @@ class TrainResult:
     agent: Policy
 
 
+def make_optimizer(agent: Policy, cfg: Config) -> torch.optim.Adam:
+    """Adam for this run, in its fastest form.
+
+    Eager: the fused kernel (one pass over each parameter; 10-20% faster updates than ``foreach`` for
+    256x256 MLPs on a CPU, and torch's default per-tensor loop is ~5x slower still). Compiled: the
+    step is fused by the compiler, and a tensor learning rate (which the fused and foreach kernels
+    refuse on a CPU) lets it follow the annealing schedule without recompiling.
+    """
+    if cfg.run.compile:
+        return torch.optim.Adam(agent.parameters(), lr=torch.tensor(cfg.ppo.learning_rate), eps=cfg.ppo.adam_eps,
+                                foreach=False)
+    return torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, eps=cfg.ppo.adam_eps, fused=True)
+
+
 def _probe_step(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Callable[[], None]:
     """One minibatch update of this run's network on random data (for ``--device auto``)."""
     agent = build_agent(cfg, adapter, device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=cfg.ppo.learning_rate, foreach=True)
-    step = MinibatchStep(agent, optimizer, cfg.ppo)
+    step = MinibatchStep(agent, make_optimizer(agent, cfg), cfg.ppo)
     n = cfg.ppo.minibatch_size
     act_dtype = torch.float32 if adapter.action.kind == "continuous" else torch.int64
     obs = (torch.randint(0, 256, (n, *adapter.obs_shape), dtype=torch.uint8, device=device)
@@ -158,11 +171,7 @@ def train(
     env.close()
     device, why = resolve_device(cfg.run.device, update_probe(lambda d: _probe_step(cfg, adapter, d)))
     agent = build_agent(cfg, adapter, device)
-    # Eager: foreach=True, since torch picks the slow per-tensor Adam on CPU by default (5x slower here).
-    # Compiled: the step is fused anyway; a tensor LR (which foreach Adam refuses) lets it follow the
-    # annealing schedule without recompiling.
-    lr0: float | torch.Tensor = torch.tensor(cfg.ppo.learning_rate) if cfg.run.compile else cfg.ppo.learning_rate
-    optimizer = torch.optim.Adam(agent.parameters(), lr=lr0, eps=cfg.ppo.adam_eps, foreach=not cfg.run.compile)
+    optimizer = make_optimizer(agent, cfg)
     minibatch_step = MinibatchStep(agent, optimizer, cfg.ppo, compile=cfg.run.compile)
     template = rollout_for(adapter, cfg.ppo.num_steps, cfg.env.num_envs, device)
     sampler = _make_sampler(cfg, agent, adapter, template, device, reward_fn)

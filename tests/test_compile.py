@@ -35,3 +35,29 @@ def test_compiled_minibatch_step_matches_eager_step() -> None:
             lr.fill_(5e-4)
     for (name, p), q in zip(eager_agent.named_parameters(), compiled_agent.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_the_trainers_fused_adam_follows_the_same_path_as_per_tensor_adam() -> None:
+    from rlctl.config import Config
+    from rlctl.trainer import make_optimizer
+
+    torch.manual_seed(0)
+    spec = ActionSpec("continuous", 3, low=(-1.0,) * 3, high=(1.0,) * 3)
+    fused_agent = ActorCritic(5, spec, [32, 32])
+    plain_agent, start = copy.deepcopy(fused_agent), copy.deepcopy(fused_agent)
+    cfg = Config()
+    fused_opt = make_optimizer(fused_agent, cfg)
+    assert fused_opt.param_groups[0]["fused"]
+    params = cfg.ppo
+    fused = MinibatchStep(fused_agent, fused_opt, params)
+    plain = MinibatchStep(plain_agent, torch.optim.Adam(plain_agent.parameters(), lr=params.learning_rate,
+                                                        eps=params.adam_eps, foreach=False), params)
+    batch = {"obs": torch.randn(128, 5), "actions": torch.randn(128, 3), "logprobs": torch.randn(128) - 3,
+             "advantages": torch.randn(128), "values": torch.randn(128), "returns": torch.randn(128)}
+    for _ in range(20):
+        idx = torch.randperm(128)[:64]
+        fused(batch, idx)
+        plain(batch, idx)
+    for (name, p), q in zip(fused_agent.named_parameters(), plain_agent.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(p, q) for p, q in zip(fused_agent.parameters(), start.parameters(), strict=True))
