@@ -55,6 +55,9 @@ def add_parser(bsub: Any) -> None:
     s.add_argument("--sb3-tasks", default="HalfCheetah-v5,Hopper-v5",
                    help="tasks SB3 also runs, with the same preset and budget ('' for none)")
     s.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
+    s.add_argument("--preset", default="-",
+                   help="a candidate preset for every task instead of each task's own entry: its runs go to "
+                        "runs/suite-<preset>/ and into the preset screen (mujoco-v5-screen.md), not the table")
     s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the IQM interval")
     s.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     s.add_argument("--out", default="results", help="output directory (default results/)")
@@ -72,14 +75,54 @@ def run_cli(args: argparse.Namespace) -> int:
         raise UserError("--seeds, --steps and --jobs must be positive")
     out = Path(args.out)
     runs = out / "runs" / "suite"
+    if args.preset != "-":
+        from rlctl.config import load_presets
+
+        if args.preset not in load_presets():
+            raise UserError(f"unknown --preset {args.preset!r}; see `rlctl presets`")
+        runs = out / "runs" / f"suite-{args.preset}"
     if not args.report_only:
         if sb3_tasks:
             _require_sb3()
         todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
                 for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
-        run_matrix(todo, "-", args.steps, args.jobs, runs)
-    report(out, runs, args)
+        run_matrix(todo, args.preset, args.steps, args.jobs, runs)
+    if (out / "runs" / "suite").exists():
+        report(out, out / "runs" / "suite", args)
+    screen(out)
     return 0
+
+
+def screen(out: Path) -> None:
+    """``mujoco-v5-screen.md``: per task, every preset that has rlctl runs (each task's own entry and the
+    candidates run with ``--preset``), best mean last-100 return first — the evidence for choosing presets."""
+    from rlctl.bench import _load_runs, mean_std
+
+    dirs = sorted((out / "runs").glob("suite-*"))
+    if not dirs:
+        return
+    found = {"(task's entry)": _load_runs(out / "runs" / "suite") if (out / "runs" / "suite").exists() else []}
+    found.update({d.name[len("suite-"):]: _load_runs(d) for d in dirs})
+    tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for rs in found.values() for r in rs)]
+    lines = ["# MuJoCo v5 preset screen", "",
+             "Each task's own preset entry against candidate presets (`rlctl bench suite --preset NAME`), rlctl "
+             "only, at the same budget. Per-task presets are chosen from this table (see README, *Benchmarks*). "
+             "Metric: mean ± std across seeds of the last-100 training return; `det. eval` as in mujoco-v5.md.", "",
+             "| task | preset | seeds | steps | last-100 return | det. eval | fingerprint |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for task in tasks:
+        rows = []
+        for name, rs in found.items():
+            mine = [r for r in rs if r["env"] == task and r["lib"] == "rlctl"]
+            for budget in sorted({r["budget"] for r in mine}):
+                same = [r for r in mine if r["budget"] == budget]
+                prints = sorted({r.get("fingerprint", "?") for r in same})
+                rows.append((statistics.mean(r["last100"] for r in same), name, same, budget, prints))
+        for _, name, same, budget, prints in sorted(rows, key=lambda row: -row[0]):
+            lines.append(f"| {task} | {name} | {len(same)} | {budget:,} | {mean_std([r['last100'] for r in same])} | "
+                         f"{mean_std([r['eval_mean'] for r in same])} | {', '.join(prints)} |")
+    (out / "mujoco-v5-screen.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def iqm(scores: np.ndarray) -> float:

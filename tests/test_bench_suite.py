@@ -68,3 +68,14 @@ def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Pa
     assert not _lock_is_stale(lock)
     lock.write_text(f"another-machine {gone.pid}")  # it may still be working on a shared directory
     assert not _lock_is_stale(lock)
+
+
+def test_a_candidate_preset_runs_apart_from_the_table_and_lands_in_the_screen(tmp_path: Path) -> None:
+    rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "1", "--steps", "1024", "--sb3-tasks", "",
+          "--preset", "tianshou-mujoco", "--out", str(tmp_path))
+    assert (tmp_path / "runs" / "suite-tianshou-mujoco" / "rlctl__InvertedPendulum-v5__s1.json").exists()
+    assert not (tmp_path / "mujoco-v5.md").exists()  # the table holds each task's own preset only
+    screen = (tmp_path / "mujoco-v5-screen.md").read_text()
+    assert "| InvertedPendulum-v5 | tianshou-mujoco | 1 | 1,024 |" in screen
+    assert_user_error(rlctl("bench", "suite", "--preset", "no-such-preset", "--out", str(tmp_path), check=False),
+                      "no-such-preset")
