@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -138,6 +139,7 @@ def ppo_update(
     batch: dict[str, torch.Tensor],
     params: PPOParams,
     step: MinibatchStep | None = None,
+    refresh: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> dict[str, float]:
     """Run ``update_epochs`` passes of shuffled minibatches over a flattened rollout.
 
@@ -145,7 +147,9 @@ def ppo_update(
     ``advantages``, ``returns``. Shuffling uses the global torch RNG (seeded and checkpointed), so
     a run is reproducible. With ``target_kl`` set, the remaining epochs are skipped once an epoch's
     mean approximate KL exceeds it (CleanRL checks per epoch; SB3 per minibatch at 1.5× the target).
-    ``step`` is the minibatch step to use (an eager one is made when omitted).
+    ``step`` is the minibatch step to use (an eager one is made when omitted). ``refresh``, when given,
+    is called on ``batch`` before every epoch after the first (to recompute values and advantages with
+    the critic as it is now).
     """
     size = batch["obs"].shape[0]
     mb = params.minibatch_size
@@ -155,7 +159,9 @@ def ppo_update(
     totals: dict[str, torch.Tensor] = {}
     count = 0
     epochs_done = 0
-    for _ in range(params.update_epochs):
+    for epoch in range(params.update_epochs):
+        if refresh is not None and epoch > 0:
+            refresh(batch)
         order = torch.randperm(size, device=batch["obs"].device)
         # One gather per epoch, then contiguous slices: the same minibatches as indexing each one,
         # without six small gathers per gradient step.

@@ -100,6 +100,9 @@ class PPOConfig:
     """stop the update's remaining epochs once the approximate KL of an epoch exceeds this"""
     norm_adv: bool = True
     """normalize advantages per minibatch"""
+    recompute_adv: bool = False
+    """recompute values, advantages and returns with the current critic before every epoch after the first
+    (Tianshou's default; recommended by Andrychowicz et al. 2021, "What matters in on-policy RL")"""
     normalize_reward: bool = True
     """scale rewards by the running std of the discounted return (VecNormalize-style)"""
     clip_reward: float = 10.0

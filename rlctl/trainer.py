@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from envs.make import make_env, make_vector_env
 from envs.reward import RewardFn
 from rlctl.checkpoint import load_checkpoint, save_checkpoint
 from rlctl.collect import Collector
-from rlctl.config import Config, load_yaml, save_yaml, to_dict
+from rlctl.config import Config, PPOConfig, load_yaml, save_yaml, to_dict
 from rlctl.device import fast_bf16, resolve_device, update_probe
 from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
@@ -50,6 +51,24 @@ class TrainResult:
     episode_returns: list[float]
     final_eval: dict[str, Any] | None
     agent: Policy
+
+
+@torch.no_grad()
+def recompute_advantages(agent: Policy, rollout: Rollout, ppo: PPOConfig, batch: dict[str, torch.Tensor]) -> None:
+    """Values, GAE advantages and returns of ``rollout`` under the critic as it is now, into ``batch``.
+
+    V(s_{t+1}) is the fresh value of the next row within an episode; where step t hit a time limit, and
+    for the rollout's last row, it stays the value computed at collection (their observations are not
+    kept), so those bootstraps are one update stale.
+    """
+    num_steps, num_envs = rollout.values.shape
+    values = agent.value(rollout.obs.flatten(0, 1)).reshape(num_steps, num_envs)
+    next_values = rollout.next_values.clone()
+    fresh = ~rollout.truncated[:-1]
+    next_values[:-1] = torch.where(fresh, values[1:], rollout.next_values[:-1])
+    advantages, returns = compute_gae(rollout.rewards, values, next_values, rollout.terminated, rollout.truncated,
+                                      ppo.gamma, ppo.gae_lambda)
+    batch["values"], batch["advantages"], batch["returns"] = values.flatten(), advantages.flatten(), returns.flatten()
 
 
 def make_optimizer(agent: Policy, cfg: Config) -> torch.optim.Adam:
@@ -246,7 +265,8 @@ def train(
                                               cfg.ppo.gae_lambda)
             batch = rollout.flat()
             batch["advantages"], batch["returns"] = advantages.flatten(), returns.flatten()
-            stats = ppo_update(agent, optimizer, batch, cfg.ppo, minibatch_step)
+            refresh = partial(recompute_advantages, agent, rollout, cfg.ppo) if cfg.ppo.recompute_adv else None
+            stats = ppo_update(agent, optimizer, batch, cfg.ppo, minibatch_step, refresh)
             update_s = time.perf_counter() - t_update
             sampler.publish(agent)
             if not overlap and not last_update:

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from agents.gae import compute_gae
+from agents.policy import ActorCritic
+from agents.rollout import Rollout
 
 
 def _col(*xs: float) -> torch.Tensor:
@@ -68,3 +72,63 @@ def test_gae_rejects_mismatched_shapes() -> None:
     flags = torch.zeros(4, 2, dtype=torch.bool)
     with pytest.raises(ValueError, match="next_values"):
         compute_gae(x, x, torch.zeros(4, 3), flags, flags, 0.99, 0.95)
+
+
+def _filled_rollout(agent: ActorCritic, steps: int = 6, envs: int = 3) -> Rollout:
+    """A rollout as the collector fills it: values and next values from ``agent``, a time limit and a termination."""
+    gen = torch.Generator().manual_seed(0)
+    rollout = Rollout.allocate(steps, envs, 4, 2, False, torch.device("cpu"))
+    rollout.obs.copy_(torch.randn(steps, envs, 4, generator=gen))
+    rollout.rewards.copy_(torch.randn(steps, envs, generator=gen))
+    rollout.terminated[2, 0] = True
+    rollout.truncated[3, 1] = True
+    with torch.no_grad():
+        for t in range(steps):
+            rollout.values[t] = agent.value(rollout.obs[t])
+    rollout.next_values[:-1] = rollout.values[1:]
+    rollout.next_values[-1] = torch.tensor([0.5, -0.5, 1.0])  # V(next obs): not in the rollout
+    rollout.next_values[3, 1] = 2.0  # V(final obs) at the time limit
+    return rollout
+
+
+def test_recomputed_advantages_follow_the_current_critic_and_keep_the_unseen_bootstraps() -> None:
+    from agents.distributions import ActionSpec
+    from rlctl.config import PPOConfig
+    from rlctl.trainer import recompute_advantages
+
+    torch.manual_seed(0)
+    agent = ActorCritic(4, ActionSpec("continuous", 2, low=(-1.0,) * 2, high=(1.0,) * 2), [8, 8])
+    rollout = _filled_rollout(agent)
+    ppo = PPOConfig(gamma=0.9, gae_lambda=0.8)
+    adv, ret = compute_gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                           rollout.truncated, ppo.gamma, ppo.gae_lambda)
+    batch: dict[str, torch.Tensor] = {}
+    recompute_advantages(agent, rollout, ppo, batch)  # critic unchanged: the collection-time advantages
+    torch.testing.assert_close(batch["advantages"], adv.flatten())
+    torch.testing.assert_close(batch["returns"], ret.flatten())
+
+    with torch.no_grad():  # the critic moves, as after an epoch
+        for p in agent.parameters():
+            p.add_(0.1)
+    recompute_advantages(agent, rollout, ppo, batch)
+    with torch.no_grad():
+        fresh = agent.value(rollout.obs.flatten(0, 1)).reshape(6, 3)
+    torch.testing.assert_close(batch["values"], fresh.flatten())
+    expected_next = fresh.roll(-1, 0)
+    expected_next[-1] = rollout.next_values[-1]  # beyond the rollout: kept
+    expected_next[3, 1] = 2.0  # time limit: V(final obs) kept
+    adv2, ret2 = compute_gae(rollout.rewards, fresh, expected_next, rollout.terminated, rollout.truncated,
+                             ppo.gamma, ppo.gae_lambda)
+    torch.testing.assert_close(batch["advantages"], adv2.flatten())
+    torch.testing.assert_close(batch["returns"], ret2.flatten())
+    assert not torch.allclose(adv2, adv)
+
+
+@pytest.mark.slow
+def test_training_with_recomputed_advantages_balances_cartpole(tmp_path: Path) -> None:
+    from rlctl.trainer import train
+    from tests.helpers import small_config
+
+    cfg = small_config("CartPole-v1", ppo={"total_timesteps": 40960, "recompute_adv": True}, run={"eval_episodes": 5})
+    result = train(cfg, tmp_path, progress=False)
+    assert result.final_eval is not None and result.final_eval["mean_return"] >= 475
