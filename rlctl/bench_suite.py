@@ -177,9 +177,10 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
         f"--sb3-tasks {args.sb3_tasks!r} --jobs {args.jobs}`  ",
         f"Machine: {_machine()}  ",
         "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark) "
-        "and of a 10-episode deterministic evaluation with frozen normalization; mean ± std across seeds. SB3 "
-        "runs the same preset (`rlctl/presets/ppo.yaml`, the RL Zoo's tuned values) at the same budget. The "
-        "anchors are published PPO results: mind their metric, version and seed count before comparing.", "",
+        "and of a 10-episode deterministic evaluation with frozen normalization; mean ± std across seeds. Each "
+        "task trains with its entry in `rlctl/presets/ppo.yaml` (chosen by the screen in mujoco-v5-screen.md); "
+        "SB3 runs the same settings at the same budget. The anchors are published PPO results: mind their "
+        "metric, version and seed count before comparing.", "",
         "| task | lib | seeds | last-100 return | det. eval | target | wall (min) | SPS | published anchors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
