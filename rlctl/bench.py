@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,11 +315,14 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
     run_matrix(todo, preset, steps, jobs, _runs_dir(out, preset))
 
 
-def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path) -> None:
+def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path,
+               reuse_from: Sequence[Path] = ()) -> None:
     """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`).
 
     ``preset="-"`` gives each env its own preset. A finished result whose config fingerprint differs
     from the current resolved config (a preset was re-tuned) is moved to ``runs/stale/`` and run again.
+    A missing result is copied from a directory in ``reuse_from`` that holds the same job with the same
+    fingerprint (a screen run of the preset a task has since adopted), instead of being trained again.
     """
     from rlctl.bench_worker import fingerprint, worker_config
 
@@ -327,8 +330,15 @@ def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: 
     claimed = []
     for lib, env, seed in todo:
         result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
+        expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
+        for other in reuse_from:
+            twin = other / result.name
+            if not result.exists() and twin.exists() and json.loads(twin.read_text()).get("fingerprint") == expected:
+                adopted = json.loads(twin.read_text())
+                adopted.update({"preset": preset, "reused_from": str(twin)})
+                result.write_text(json.dumps(adopted))
+                print(f"{result.name}: the same run with the same config is in {other}: reused", flush=True)
         if result.exists():
-            expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
             found = json.loads(result.read_text()).get("fingerprint", expected)  # results before fingerprints: kept
             if found != expected:  # the preset changed since this run: run it again with the current one
                 stale = runs / "stale" / f"{result.stem}__{found}.json"

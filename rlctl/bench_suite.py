@@ -86,7 +86,8 @@ def run_cli(args: argparse.Namespace) -> int:
             _require_sb3()
         todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
                 for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
-        run_matrix(todo, args.preset, args.steps, args.jobs, runs)
+        screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
+        run_matrix(todo, args.preset, args.steps, args.jobs, runs, screens)
     if (out / "runs" / "suite").exists():
         report(out, out / "runs" / "suite", args)
     screen(out)

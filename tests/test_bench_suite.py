@@ -79,3 +79,22 @@ def test_a_candidate_preset_runs_apart_from_the_table_and_lands_in_the_screen(tm
     assert "| InvertedPendulum-v5 | tianshou-mujoco | 1 | 1,024 |" in screen
     assert_user_error(rlctl("bench", "suite", "--preset", "no-such-preset", "--out", str(tmp_path), check=False),
                       "no-such-preset")
+
+
+def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tmp_path: Path) -> None:
+    import json
+
+    from rlctl.bench import run_matrix
+    from rlctl.bench_worker import fingerprint, worker_config
+
+    screen, same, other = tmp_path / "suite-x", tmp_path / "suite", tmp_path / "suite-y"
+    for d in (screen, other):
+        d.mkdir()
+    job = "rlctl__InvertedPendulum-v5__s1.json"
+    right = fingerprint(worker_config("rlctl", "InvertedPendulum-v5", "-", 1024, 1, 1)[0])
+    (other / job).write_text(json.dumps({"fingerprint": "another-config", "last100": 1.0}))
+    (screen / job).write_text(json.dumps({"fingerprint": right, "last100": 2.0}))
+    run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, same, [other, screen])
+    reused = json.loads((same / job).read_text())
+    assert reused["last100"] == 2.0 and reused["reused_from"] == str(screen / job)
+    assert not (same / job).with_suffix(".log").exists()  # nothing was trained
