@@ -209,6 +209,11 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
                   f"**{iqm(np.concatenate(normalized)):.2f}** (95% stratified-bootstrap CI [{low:.2f}, {high:.2f}], "
                   f"{args.bootstrap} resamples). Normalized score = (score − random) / (anchor − random), with the "
                   "first anchor listed for the task as 1.0 and uniform random actions (10 seeded episodes) as 0."]
+    planned_tasks = [t for t in args.tasks.split(",") if t]
+    planned = args.seeds * (len(planned_tasks) + len([t for t in args.sb3_tasks.split(",") if t]))
+    if len(runs) < planned:
+        lines += ["", f"**Incomplete: {len(runs)} of the {planned} planned runs are finished** "
+                  "(the matrix is resumable: run the command again to add the rest)."]
     lines += ["", f"Budget: {steps:,} steps per run. Learning curves: `mujoco-v5_<task>.png`."]
     (out / "mujoco-v5.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -31,6 +31,10 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
     assert "| InvertedPendulum-v5 | rlctl | 2 |" in table and "CleanRL, v4, 3 seeds" in table
     assert "Aggregate over 1 tasks: IQM" in table
     assert (tmp_path / "mujoco-v5_InvertedPendulum-v5.png").exists()
+    assert "Incomplete" not in table
+    rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "3", "--sb3-tasks", "", "--report-only",
+          "--out", str(tmp_path), "--bootstrap", "50")
+    assert "**Incomplete: 2 of the 3 planned runs are finished**" in (tmp_path / "mujoco-v5.md").read_text()
     assert_user_error(rlctl("bench", "suite", "--tasks", "Hoper-v5", check=False), "Hopper-v5")
 
 
