@@ -317,7 +317,13 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
 
 def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path,
                reuse_from: Sequence[Path] = ()) -> None:
-    """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`).
+    """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`)."""
+    run_claimed(prepare_matrix(todo, preset, steps, runs, reuse_from), jobs)
+
+
+def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, runs: Path,
+                   reuse_from: Sequence[Path] = ()) -> list[ClaimedJob]:
+    """The jobs of a matrix, after bringing ``runs`` up to date with the current presets.
 
     ``preset="-"`` gives each env its own preset. A finished result whose config fingerprint differs
     from the current resolved config (a preset was re-tuned) is moved to ``runs/stale/`` and run again.
@@ -331,13 +337,6 @@ def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: 
     for lib, env, seed in todo:
         result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
         expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
-        for other in reuse_from:
-            twin = other / result.name
-            if not result.exists() and twin.exists() and json.loads(twin.read_text()).get("fingerprint") == expected:
-                adopted = json.loads(twin.read_text())
-                adopted.update({"preset": preset, "reused_from": str(twin)})
-                result.write_text(json.dumps(adopted))
-                print(f"{result.name}: the same run with the same config is in {other}: reused", flush=True)
         if result.exists():
             found = json.loads(result.read_text()).get("fingerprint", expected)  # results before fingerprints: kept
             if found != expected:  # the preset changed since this run: run it again with the current one
@@ -345,10 +344,17 @@ def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: 
                 stale.parent.mkdir(exist_ok=True)
                 os.replace(result, stale)
                 print(f"{result.name} was trained with another config: moved to {stale}", flush=True)
+        for other in reuse_from:
+            twin = other / result.name
+            if not result.exists() and twin.exists() and json.loads(twin.read_text()).get("fingerprint") == expected:
+                adopted = json.loads(twin.read_text())
+                adopted.update({"preset": preset, "reused_from": str(twin)})
+                result.write_text(json.dumps(adopted))
+                print(f"{result.name}: the same run with the same config is in {other}: reused", flush=True)
         cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
         claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
                                   result.with_suffix(".log")))
-    run_claimed(claimed, jobs)
+    return claimed
 
 
 @dataclass

@@ -65,7 +65,7 @@ def add_parser(bsub: Any) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from envs.make import check_env_id
-    from rlctl.bench import _require_sb3, run_matrix
+    from rlctl.bench import _require_sb3, prepare_matrix, run_claimed
 
     tasks = [t for t in args.tasks.split(",") if t]
     sb3_tasks = [t for t in args.sb3_tasks.split(",") if t]
@@ -81,13 +81,15 @@ def run_cli(args: argparse.Namespace) -> int:
         if args.preset not in load_presets():
             raise UserError(f"unknown --preset {args.preset!r}; see `rlctl presets`")
         runs = out / "runs" / f"suite-{args.preset}"
+    todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
+            for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
+    screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
+    # Also with --report-only: results of an older preset are set aside, adopted screen runs are taken in.
+    jobs = prepare_matrix(todo, args.preset, args.steps, runs, screens)
     if not args.report_only:
         if sb3_tasks:
             _require_sb3()
-        todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
-                for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
-        screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
-        run_matrix(todo, args.preset, args.steps, args.jobs, runs, screens)
+        run_claimed(jobs, args.jobs)
     if (out / "runs" / "suite").exists():
         report(out, out / "runs" / "suite", args)
     screen(out)
