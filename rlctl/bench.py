@@ -322,13 +322,14 @@ def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: 
 
 
 def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, runs: Path,
-                   reuse_from: Sequence[Path] = ()) -> list[ClaimedJob]:
+                   reuse_from: Sequence[Path] = (), set_aside: bool = True) -> list[ClaimedJob]:
     """The jobs of a matrix, after bringing ``runs`` up to date with the current presets.
 
     ``preset="-"`` gives each env its own preset. A finished result whose config fingerprint differs
     from the current resolved config (a preset was re-tuned) is moved to ``runs/stale/`` and run again.
     A missing result is copied from a directory in ``reuse_from`` that holds the same job with the same
     fingerprint (a screen run of the preset a task has since adopted), instead of being trained again.
+    ``set_aside=False`` leaves stale results where they are (a report filters them out itself).
     """
     from rlctl.bench_worker import fingerprint, worker_config
 
@@ -337,7 +338,7 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
     for lib, env, seed in todo:
         result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
         expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
-        if result.exists():
+        if result.exists() and set_aside:
             found = json.loads(result.read_text()).get("fingerprint", expected)  # results before fingerprints: kept
             if found != expected:  # the preset changed since this run: run it again with the current one
                 stale = runs / "stale" / f"{result.stem}__{found}.json"

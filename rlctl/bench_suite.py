@@ -84,8 +84,8 @@ def run_cli(args: argparse.Namespace) -> int:
     todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
             for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
     screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
-    # Also with --report-only: results of an older preset are set aside, adopted screen runs are taken in.
-    jobs = prepare_matrix(todo, args.preset, args.steps, runs, screens)
+    # Also with --report-only, adopted screen runs are taken in; stale results are moved only before training.
+    jobs = prepare_matrix(todo, args.preset, args.steps, runs, screens, set_aside=not args.report_only)
     if not args.report_only:
         if sb3_tasks:
             _require_sb3()
@@ -104,8 +104,13 @@ def screen(out: Path) -> None:
     dirs = sorted((out / "runs").glob("suite-*"))
     if not dirs:
         return
-    found = {"(task's entry)": _load_runs(out / "runs" / "suite") if (out / "runs" / "suite").exists() else []}
-    found.update({d.name[len("suite-"):]: _load_runs(d) for d in dirs})
+    table = out / "runs" / "suite"
+    entry = _load_runs(table) if table.exists() else []
+    earlier = [r for r in entry if not is_current(r)]
+    earlier += _load_runs(table / "stale") if (table / "stale").exists() else []
+    found = {"(task's entry)": [r for r in entry if is_current(r)], "(an earlier entry)": earlier}
+    found.update({d.name[len("suite-"):]: [r for r in _load_runs(d) if is_current(r, d.name[len("suite-"):])]
+                  for d in dirs})
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for rs in found.values() for r in rs)]
     lines = ["# MuJoCo v5 preset screen", "",
              "Each task's own preset entry against candidate presets (`rlctl bench suite --preset NAME`), rlctl "
@@ -126,6 +131,16 @@ def screen(out: Path) -> None:
                          f"{mean_std([r['eval_mean'] for r in same])} | {', '.join(prints)} |")
     (out / "mujoco-v5-screen.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def is_current(run: dict[str, Any], preset: str = "-") -> bool:
+    """Whether a result was trained with what ``preset`` resolves to today (results without a fingerprint count)."""
+    from rlctl.bench_worker import fingerprint, worker_config
+
+    if "fingerprint" not in run:
+        return True
+    cfg, _ = worker_config(run["lib"], run["env"], preset, run["budget"], run["seed"], 1)
+    return bool(run["fingerprint"] == fingerprint(cfg))
 
 
 def iqm(scores: np.ndarray) -> float:
@@ -169,8 +184,11 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
     from rlctl.bench import _load_runs, _machine, _plot_returns, mean_std
 
     runs = _load_runs(runs_dir) if runs_dir.exists() else []
+    current = [r for r in runs if is_current(r)]
+    stale = len(runs) - len(current)
+    runs = current
     if not runs:
-        raise UserError(f"no finished runs under {runs_dir}")
+        raise UserError(f"no finished runs of the current presets under {runs_dir}")
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for r in runs)]
     tasks += sorted({r["env"] for r in runs} - set(tasks))
     steps = max(r["budget"] for r in runs)
@@ -211,6 +229,9 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
                   f"**{iqm(np.concatenate(normalized)):.2f}** (95% stratified-bootstrap CI [{low:.2f}, {high:.2f}], "
                   f"{args.bootstrap} resamples). Normalized score = (score − random) / (anchor − random), with the "
                   "first anchor listed for the task as 1.0 and uniform random actions (10 seeded episodes) as 0."]
+    if stale:
+        lines += ["", f"{stale} finished run(s) trained with an older preset are left out (moved to "
+                  f"`{runs_dir}/stale/` by the next run of the matrix)."]
     planned_tasks = [t for t in args.tasks.split(",") if t]
     planned = args.seeds * (len(planned_tasks) + len([t for t in args.sb3_tasks.split(",") if t]))
     if len(runs) < planned:

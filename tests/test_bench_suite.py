@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlctl.bench_suite import iqm, stratified_bootstrap_ci
+from rlctl.bench_suite import iqm, is_current, stratified_bootstrap_ci
 from tests.test_cli import assert_user_error, rlctl
 
 
@@ -32,8 +32,8 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
     assert "Aggregate over 1 tasks: IQM" in table
     assert (tmp_path / "mujoco-v5_InvertedPendulum-v5.png").exists()
     assert "Incomplete" not in table
-    rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "3", "--sb3-tasks", "", "--report-only",
-          "--out", str(tmp_path), "--bootstrap", "50")
+    rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "3", "--steps", "2048", "--sb3-tasks", "",
+          "--report-only", "--out", str(tmp_path), "--bootstrap", "50")
     assert "**Incomplete: 2 of the 3 planned runs are finished**" in (tmp_path / "mujoco-v5.md").read_text()
     assert_user_error(rlctl("bench", "suite", "--tasks", "Hoper-v5", check=False), "Hopper-v5")
 
@@ -48,7 +48,9 @@ def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path
     result = runs / "rlctl__InvertedPendulum-v5__s1.json"
     first = json.loads(result.read_text())
     assert first["config"]["ppo"]["total_timesteps"] == 1024
+    assert is_current(first)
     first["fingerprint"] = "from-an-old-preset"
+    assert not is_current(first)  # the report leaves it out
     result.write_text(json.dumps(first))
     run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)  # same job, other fingerprint: rerun
     assert json.loads(result.read_text())["fingerprint"] != "from-an-old-preset"
