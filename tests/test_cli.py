@@ -58,7 +58,7 @@ def test_cartpole_preset_reaches_475_then_eval_and_enjoy_work(tmp_path: Path) ->
 
 def test_mujoco_run_writes_the_run_directory_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "hop"
-    rlctl("train", "--env", "Hopper-v5", "--steps", "3000", "--run-dir", str(run), "--quiet",
+    rlctl("train", "--env", "Hopper-v5", "--steps", "3000", "--num-envs", "1", "--run-dir", str(run), "--quiet",
           "--set", "ppo.num_steps=500", "--set", "ppo.minibatch_size=100", "--set", "run.eval_episodes=1",
           "--set", "policy.hidden_sizes=[32,32]")
     names = {p.name for p in run.iterdir()}
