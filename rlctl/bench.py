@@ -329,7 +329,8 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
     from the current resolved config (a preset was re-tuned) is moved to ``runs/stale/`` and run again.
     A missing result is copied from a directory in ``reuse_from`` that holds the same job with the same
     fingerprint (a screen run of the preset a task has since adopted), instead of being trained again.
-    ``set_aside=False`` leaves stale results where they are (a report filters them out itself).
+    ``set_aside=False`` (a report) moves only stale results of this budget: one trained at another
+    budget belongs to another matrix, and the report filters it out itself.
     """
     from rlctl.bench_worker import fingerprint, worker_config
 
@@ -338,9 +339,10 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
     for lib, env, seed in todo:
         result = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
         expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
-        if result.exists() and set_aside:
-            found = json.loads(result.read_text()).get("fingerprint", expected)  # results before fingerprints: kept
-            if found != expected:  # the preset changed since this run: run it again with the current one
+        if result.exists():
+            data = json.loads(result.read_text())
+            found = data.get("fingerprint", expected)  # results before fingerprints: kept
+            if found != expected and (set_aside or data.get("budget") == steps):  # the preset changed since
                 stale = runs / "stale" / f"{result.stem}__{found}.json"
                 stale.parent.mkdir(exist_ok=True)
                 os.replace(result, stale)

@@ -84,7 +84,7 @@ def run_cli(args: argparse.Namespace) -> int:
     todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
             for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
     screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
-    # Also with --report-only, adopted screen runs are taken in; stale results are moved only before training.
+    # Also with --report-only: results of an older preset are set aside and adopted screen runs taken in.
     jobs = prepare_matrix(todo, args.preset, args.steps, runs, screens, set_aside=not args.report_only)
     if not args.report_only:
         if sb3_tasks:
