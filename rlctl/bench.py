@@ -332,7 +332,7 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
     ``set_aside=False`` (a report) moves only stale results of this budget: one trained at another
     budget belongs to another matrix, and the report filters it out itself.
     """
-    from rlctl.bench_worker import fingerprint, worker_config
+    from rlctl.bench_worker import fingerprint, result_fingerprint, worker_config
 
     runs.mkdir(parents=True, exist_ok=True)
     claimed = []
@@ -341,7 +341,7 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
         expected = fingerprint(worker_config(lib, env, preset, steps, seed, 1)[0])
         if result.exists():
             data = json.loads(result.read_text())
-            found = data.get("fingerprint", expected)  # results before fingerprints: kept
+            found = result_fingerprint(data) or expected  # results from before fingerprints: kept
             if found != expected and (set_aside or data.get("budget") == steps):  # the preset changed since
                 stale = runs / "stale" / f"{result.stem}__{found}.json"
                 stale.parent.mkdir(exist_ok=True)
@@ -349,7 +349,7 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
                 print(f"{result.name} was trained with another config: moved to {stale}", flush=True)
         for other in reuse_from:
             twin = other / result.name
-            if not result.exists() and twin.exists() and json.loads(twin.read_text()).get("fingerprint") == expected:
+            if not result.exists() and twin.exists() and result_fingerprint(json.loads(twin.read_text())) == expected:
                 adopted = json.loads(twin.read_text())
                 adopted.update({"preset": preset, "reused_from": str(twin)})
                 result.write_text(json.dumps(adopted))

@@ -100,6 +100,7 @@ def screen(out: Path) -> None:
     """``mujoco-v5-screen.md``: per task, every preset that has rlctl runs (each task's own entry and the
     candidates run with ``--preset``), best mean last-100 return first — the evidence for choosing presets."""
     from rlctl.bench import _load_runs, mean_std
+    from rlctl.bench_worker import result_fingerprint
 
     dirs = sorted((out / "runs").glob("suite-*"))
     if not dirs:
@@ -124,7 +125,7 @@ def screen(out: Path) -> None:
             mine = [r for r in rs if r["env"] == task and r["lib"] == "rlctl"]
             for budget in sorted({r["budget"] for r in mine}):
                 same = [r for r in mine if r["budget"] == budget]
-                prints = sorted({r.get("fingerprint", "?") for r in same})
+                prints = sorted({result_fingerprint(r) or "?" for r in same})
                 rows.append((statistics.mean(r["last100"] for r in same), name, same, budget, prints))
         for _, name, same, budget, prints in sorted(rows, key=lambda row: -row[0]):
             lines.append(f"| {task} | {name} | {len(same)} | {budget:,} | {mean_std([r['last100'] for r in same])} | "
@@ -135,12 +136,13 @@ def screen(out: Path) -> None:
 
 def is_current(run: dict[str, Any], preset: str = "-") -> bool:
     """Whether a result was trained with what ``preset`` resolves to today (results without a fingerprint count)."""
-    from rlctl.bench_worker import fingerprint, worker_config
+    from rlctl.bench_worker import fingerprint, result_fingerprint, worker_config
 
-    if "fingerprint" not in run:
+    found = result_fingerprint(run)
+    if found is None:
         return True
     cfg, _ = worker_config(run["lib"], run["env"], preset, run["budget"], run["seed"], 1)
-    return bool(run["fingerprint"] == fingerprint(cfg))
+    return found == fingerprint(cfg)
 
 
 def iqm(scores: np.ndarray) -> float:

@@ -195,11 +195,24 @@ def worker_config(lib: str, env_id: str, preset: str, steps: int, seed: int, thr
     return cfg, lib
 
 
-def fingerprint(cfg: Config) -> str:
-    """Hash of what decides learning (env, policy and PPO settings), to tell a result from an older preset."""
-    values = to_dict(cfg)
-    text = json.dumps({k: values[k] for k in ("env", "policy", "ppo")}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def fingerprint(cfg: Config | dict[str, Any]) -> str:
+    """Hash of what decides learning (env, policy and PPO settings), to tell a result from an older preset.
+
+    Settings at their default value are left out, so adding a config field (whose default keeps the old
+    behaviour) does not make earlier results look stale.
+    """
+    values = to_dict(cfg) if isinstance(cfg, Config) else cfg
+    defaults = to_dict(Config())
+    learning = {section: {k: v for k, v in values[section].items() if defaults[section].get(k, object()) != v}
+                for section in ("env", "policy", "ppo")}
+    return hashlib.sha256(json.dumps(learning, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def result_fingerprint(result: dict[str, Any]) -> str | None:
+    """A result's fingerprint, recomputed from its stored config; None for results from before configs were kept."""
+    if "config" in result:
+        return fingerprint(result["config"])
+    return result.get("fingerprint")
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,7 @@ def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path
     import json
 
     from rlctl.bench import run_matrix
+    from rlctl.bench_worker import fingerprint
 
     runs = tmp_path / "runs"
     run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)
@@ -49,12 +50,24 @@ def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path
     first = json.loads(result.read_text())
     assert first["config"]["ppo"]["total_timesteps"] == 1024
     assert is_current(first)
-    first["fingerprint"] = "from-an-old-preset"
+    first["config"]["ppo"]["gamma"] = 0.5  # as if trained before the preset changed its gamma
     assert not is_current(first)  # the report leaves it out
     result.write_text(json.dumps(first))
-    run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)  # same job, other fingerprint: rerun
-    assert json.loads(result.read_text())["fingerprint"] != "from-an-old-preset"
-    assert (runs / "stale" / "rlctl__InvertedPendulum-v5__s1__from-an-old-preset.json").exists()
+    run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)  # same job, other config: rerun
+    assert json.loads(result.read_text())["config"]["ppo"]["gamma"] != 0.5
+    assert (runs / "stale" / f"rlctl__InvertedPendulum-v5__s1__{fingerprint(first['config'])}.json").exists()
+
+
+def test_a_config_field_added_at_its_default_keeps_fingerprints() -> None:
+    from rlctl.bench_worker import fingerprint, worker_config
+    from rlctl.config import to_dict
+
+    cfg = worker_config("rlctl", "HalfCheetah-v5", "-", 1000, 1, 1)[0]  # recompute_adv at its default
+    older = to_dict(cfg)
+    del older["ppo"]["recompute_adv"]  # a result written before the field existed
+    assert fingerprint(older) == fingerprint(cfg)
+    cfg.ppo.recompute_adv = not cfg.ppo.recompute_adv
+    assert fingerprint(older) != fingerprint(cfg)
 
 
 def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Path) -> None:
