@@ -90,7 +90,7 @@ def run_cli(args: argparse.Namespace) -> int:
         if sb3_tasks:
             _require_sb3()
         run_claimed(jobs, args.jobs)
-    if (out / "runs" / "suite").exists():
+    if args.preset == "-":  # a candidate's runs go to the screen only; the table's command line is its own
         report(out, out / "runs" / "suite", args)
     screen(out)
     return 0
