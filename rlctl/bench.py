@@ -347,13 +347,14 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
                 stale.parent.mkdir(exist_ok=True)
                 os.replace(result, stale)
                 print(f"{result.name} was trained with another config: moved to {stale}", flush=True)
-        for other in reuse_from:
-            twin = other / result.name
-            if not result.exists() and twin.exists() and result_fingerprint(json.loads(twin.read_text())) == expected:
-                adopted = json.loads(twin.read_text())
+        for twin in (other / result.name for other in reuse_from):
+            if result.exists() or not twin.exists():
+                continue
+            adopted = json.loads(twin.read_text())
+            if result_fingerprint(adopted) == expected:
                 adopted.update({"preset": preset, "reused_from": str(twin)})
                 result.write_text(json.dumps(adopted))
-                print(f"{result.name}: the same run with the same config is in {other}: reused", flush=True)
+                print(f"{result.name}: the same run with the same config is in {twin.parent}: reused", flush=True)
         cmd = [sys.executable, "-m", "rlctl.bench_worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
         claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
                                   result.with_suffix(".log")))

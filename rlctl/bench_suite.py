@@ -110,8 +110,9 @@ def screen(out: Path) -> None:
     earlier = [r for r in entry if not is_current(r)]
     earlier += _load_runs(table / "stale") if (table / "stale").exists() else []
     found = {"(task's entry)": [r for r in entry if is_current(r)], "(an earlier entry)": earlier}
-    found.update({d.name[len("suite-"):]: [r for r in _load_runs(d) if is_current(r, d.name[len("suite-"):])]
-                  for d in dirs})
+    for d in dirs:
+        name = d.name.removeprefix("suite-")
+        found[name] = [r for r in _load_runs(d) if is_current(r, name)]
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for rs in found.values() for r in rs)]
     lines = ["# MuJoCo v5 preset screen", "",
              "Each task's own preset entry against candidate presets (`rlctl bench suite --preset NAME`), rlctl "
@@ -135,7 +136,7 @@ def screen(out: Path) -> None:
 
 
 def is_current(run: dict[str, Any], preset: str = "-") -> bool:
-    """Whether a result was trained with what ``preset`` resolves to today (results without a fingerprint count)."""
+    """Whether a result was trained with what ``preset`` resolves to today (results without a config count)."""
     from rlctl.bench_worker import fingerprint, result_fingerprint, worker_config
 
     found = result_fingerprint(run)

@@ -209,10 +209,8 @@ def fingerprint(cfg: Config | dict[str, Any]) -> str:
 
 
 def result_fingerprint(result: dict[str, Any]) -> str | None:
-    """A result's fingerprint, recomputed from its stored config; None for results from before configs were kept."""
-    if "config" in result:
-        return fingerprint(result["config"])
-    return result.get("fingerprint")
+    """A result's fingerprint, from its stored config; None for results from before configs were kept."""
+    return fingerprint(result["config"]) if "config" in result else None
 
 
 def main(argv: list[str]) -> int:
@@ -225,8 +223,7 @@ def main(argv: list[str]) -> int:
     runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
     res = runner(cfg)
     res.update({"lib": lib, "env": env_id, "preset": preset, "seed": int(seed), "budget": int(steps),
-                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"],
-                "fingerprint": fingerprint(cfg), "config": to_dict(cfg)})
+                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"], "config": to_dict(cfg)})
     returns = [r for _, r in res["episodes"]]
     res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
     res["eval_mean"] = float(np.mean(res["eval"])) if res["eval"] else float("nan")

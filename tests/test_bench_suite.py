@@ -104,15 +104,17 @@ def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tm
     import json
 
     from rlctl.bench import run_matrix
-    from rlctl.bench_worker import fingerprint, worker_config
+    from rlctl.bench_worker import worker_config
+    from rlctl.config import to_dict
 
     screen, same, other = tmp_path / "suite-x", tmp_path / "suite", tmp_path / "suite-y"
     for d in (screen, other):
         d.mkdir()
     job = "rlctl__InvertedPendulum-v5__s1.json"
-    right = fingerprint(worker_config("rlctl", "InvertedPendulum-v5", "-", 1024, 1, 1)[0])
-    (other / job).write_text(json.dumps({"fingerprint": "another-config", "last100": 1.0}))
-    (screen / job).write_text(json.dumps({"fingerprint": right, "last100": 2.0}))
+    right = to_dict(worker_config("rlctl", "InvertedPendulum-v5", "-", 1024, 1, 1)[0])
+    wrong = to_dict(worker_config("rlctl", "InvertedPendulum-v5", "default", 1024, 1, 1)[0])
+    (other / job).write_text(json.dumps({"config": wrong, "last100": 1.0}))
+    (screen / job).write_text(json.dumps({"config": right, "last100": 2.0}))
     run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, same, [other, screen])
     reused = json.loads((same / job).read_text())
     assert reused["last100"] == 2.0 and reused["reused_from"] == str(screen / job)
