@@ -1,6 +1,6 @@
 """``rlctl bench suite``: the MuJoCo v5 table — tasks × seeds with each task's preset, plus SB3 on some.
 
-Every run is a separate process (see :func:`rlctl.bench.run_matrix`: resumable, lock-claimed, so a
+Every run is a separate process (see :func:`rlctl.bench_matrix.run_matrix`: resumable, lock-claimed, so a
 bigger machine or a second invocation can share the work). The report, ``<out>/mujoco-v5.md``, gives
 per task the CleanRL/Open RL Benchmark metric (mean of the last 100 training episodes) and a
 deterministic 10-episode evaluation, mean ± std across seeds, wall time and SPS, the published
@@ -65,7 +65,8 @@ def add_parser(bsub: Any) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from envs.make import check_env_id
-    from rlctl.bench import _require_sb3, prepare_matrix, run_claimed
+    from rlctl.bench import _require_sb3
+    from rlctl.bench_matrix import prepare_matrix, run_claimed
 
     tasks = [t for t in args.tasks.split(",") if t]
     sb3_tasks = [t for t in args.sb3_tasks.split(",") if t]

@@ -81,7 +81,7 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
-    from rlctl.bench import ClaimedJob, run_claimed
+    from rlctl.bench_matrix import ClaimedJob, run_claimed
 
     claimed = []
     for task, train_set, seed in todo:

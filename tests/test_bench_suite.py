@@ -41,7 +41,7 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
 def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path) -> None:
     import json
 
-    from rlctl.bench import run_matrix
+    from rlctl.bench_matrix import run_matrix
     from rlctl.bench_worker import fingerprint
 
     runs = tmp_path / "runs"
@@ -76,7 +76,7 @@ def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Pa
     import subprocess
     import sys
 
-    from rlctl.bench import _lock_is_stale
+    from rlctl.bench_matrix import _lock_is_stale
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -103,7 +103,7 @@ def test_a_candidate_preset_runs_apart_from_the_table_and_lands_in_the_screen(tm
 def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tmp_path: Path) -> None:
     import json
 
-    from rlctl.bench import run_matrix
+    from rlctl.bench_matrix import run_matrix
     from rlctl.bench_worker import worker_config
     from rlctl.config import to_dict
 
