@@ -55,7 +55,7 @@ RANDOMIZED_DYNAMICS: dict[str, Range] = {
     "kf": Range(0.9, 1.1),
     "km": Range(0.7, 1.3),
     "motor_scale": Range(0.95, 1.05, "abs"),  # per motor
-    "motor_tau": Range(0.03, 0.2, "abs", log=True),
+    "motor_tau": Range(0.5, 2.0, log=True),
     "thrust_noise": Range(0.01, 0.05, "abs"),
     "drag_xy": Range(0.5, 1.5),
     "drag_z": Range(0.5, 1.5),
@@ -66,7 +66,7 @@ HELD_OUT_DYNAMICS: dict[str, Range] = {
     "kf": Range(0.85, 1.15),
     "km": Range(0.5, 1.5),
     "motor_scale": Range(0.92, 1.08, "abs"),
-    "motor_tau": Range(0.03, 0.3, "abs", log=True),
+    "motor_tau": Range(0.4, 3.0, log=True),
     "thrust_noise": Range(0.01, 0.08, "abs"),
     "drag_xy": Range(0.3, 2.0),
     "drag_z": Range(0.3, 2.0),
@@ -274,23 +274,36 @@ class RandomPush(gym.Wrapper):
         return obs, reward, terminated, truncated, dict(info, pushes=self.pushes)
 
 
-SIM2REAL_SETS = ("nominal", "randomized", "held-out")
+@dataclass(frozen=True)
+class Sim2RealSet:
+    """One named set of perturbations: what :func:`apply_sim2real` stacks around the env."""
+
+    dynamics: dict[str, Range]
+    push_interval_s: tuple[float, float]
+    push_speed: tuple[float, float]
+    action_delay: tuple[int, int]
+    """control steps, drawn per episode"""
+    obs_delay: tuple[int, int]
+    noise_scale: float = 1.0
+
+
+SETS: dict[str, Sim2RealSet | None] = {
+    "nominal": None,
+    "randomized": Sim2RealSet(RANDOMIZED_DYNAMICS, (2.0, 5.0), (0.1, 0.4), (0, 2), (0, 3)),
+    "held-out": Sim2RealSet(HELD_OUT_DYNAMICS, (1.5, 4.0), (0.2, 0.6), (1, 2), (1, 3), noise_scale=2.0),
+}
+SIM2REAL_SETS = tuple(SETS)
 
 
 def apply_sim2real(env: gym.Env, level: str) -> gym.Env:
     """Wrap ``env`` with one of the named sets (see the module docstring)."""
-    if level == "nominal":
+    if level not in SETS:
+        raise ValueError(f"unknown sim-to-real set {level!r}; choose from {', '.join(SIM2REAL_SETS)}")
+    spec = SETS[level]
+    if spec is None:
         return env
-    if level == "randomized":
-        env = DynamicsRandomization(env, RANDOMIZED_DYNAMICS)
-        env = RandomPush(env, (2.0, 5.0), (0.1, 0.4))
-        env = ActionDelay(env, (0, 1))
-        env = SensorNoise(env)
-        return ObservationDelay(env, (0, 2))
-    if level == "held-out":
-        env = DynamicsRandomization(env, HELD_OUT_DYNAMICS)
-        env = RandomPush(env, (1.5, 4.0), (0.2, 0.6))
-        env = ActionDelay(env, (1, 2))
-        env = SensorNoise(env, scale=2.0)
-        return ObservationDelay(env, (1, 3))
-    raise ValueError(f"unknown sim-to-real set {level!r}; choose from {', '.join(SIM2REAL_SETS)}")
+    env = DynamicsRandomization(env, spec.dynamics)
+    env = RandomPush(env, spec.push_interval_s, spec.push_speed)
+    env = ActionDelay(env, spec.action_delay)
+    env = SensorNoise(env, scale=spec.noise_scale)
+    return ObservationDelay(env, spec.obs_delay)

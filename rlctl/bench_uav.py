@@ -71,6 +71,12 @@ def _name(task: str, train_set: str, seed: int) -> str:
     return f"{task}__{train_set}__s{seed}"
 
 
+def _env_kwargs(task: str) -> dict[str, Any]:
+    from rlctl.sim2real_eval import preset_env_kwargs
+
+    return preset_env_kwargs(TASKS[task])
+
+
 def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
     from rlctl.config import resolve_config
 
@@ -90,7 +96,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         done = summaries / f"{name}.train.json"
         cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed),
                "--steps", str(budget), "--run-dir", str(runs / name), "--force", "--quiet",
-               "--set", f"env.kwargs={{sim2real: {train_set}}}", "--set", "run.eval_episodes=0"]
+               "--set", f"env.kwargs.sim2real={train_set}", "--set", "run.eval_episodes=0"]
 
         def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
             done.write_text(json.dumps({"wall_s": wall_s, "steps": budget}))
@@ -108,7 +114,8 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
         path = summaries / f"{task}__pid.eval.json"
         if not path.exists():
             print(f"evaluate PID on {task}", flush=True)
-            result = evaluate_sets(TASKS[task], {}, {"pid": baseline_actor("pid")}, EVAL_SETS, episodes, EVAL_SEED)
+            result = evaluate_sets(TASKS[task], _env_kwargs(task), {"pid": baseline_actor("pid")}, EVAL_SETS, episodes,
+                                   EVAL_SEED)
             path.write_text(json.dumps(result, indent=2))
     for task, train_set, seed in todo:
         name = _name(task, train_set, seed)
@@ -136,9 +143,15 @@ def _cell(rates: list[float]) -> str:
 
 
 def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> None:
+    from envs.sim2real import HELD_OUT_DYNAMICS, RANDOMIZED_DYNAMICS
+    from envs.uav.model import QuadParams
     from rlctl.bench import _machine
     from rlctl.sim2real_eval import wilson_interval
 
+    def lag(r: Any) -> str:
+        return f"{r.low * QuadParams().motor_tau * 1e3:.0f}–{r.high * QuadParams().motor_tau * 1e3:.0f} ms"
+
+    interface = ", ".join(f"{k}={v}" for k, v in _env_kwargs("hover").items()) or "the env defaults"
     lines = [
         "# UAV: PPO vs the PID baseline, and the sim-to-real gap", "",
         "Produced by `rlctl bench uav` (see README, *Robots and UAVs*); the training matrix behind these tables:"
@@ -147,11 +160,13 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         "Protocol: every controller flies the same seeded episodes (episode i reset with seed "
         f"{EVAL_SEED}+i) of each set; deterministic policy (mean action). *nominal*: the Crazyflie model, no "
         "noise; *randomized*: the training distribution (mass, inertia, kf, km, per-motor thrust, motor lag "
-        "0.03–0.2 s, thrust noise, drag, sensor noise, 0–2 steps observation delay, 0–1 step action delay, "
-        "pushes); *held-out*: wider ranges than training plus 1–3 steps observation and 1–2 steps action delay "
+        f"{lag(RANDOMIZED_DYNAMICS['motor_tau'])}, thrust noise, drag, sensor noise, 0–2 steps observation delay, "
+        "0–1 step action delay, pushes); *held-out*: wider ranges than training (motor lag "
+        f"{lag(HELD_OUT_DYNAMICS['motor_tau'])}) plus 1–3 steps observation and 1–2 steps action delay "
         "(a proxy for the real vehicle). Success: held within 0.1 m and 0.2 m/s of the final target for one "
         "second, and no crash. PPO cells: mean ± std over seeds of each seed's success rate; PID: one controller, "
-        "with the Wilson 95% interval.", "",
+        "with the Wilson 95% interval.  ",
+        f"Interface (the presets' env kwargs; PPO and PID fly the same one): {interface}.", "",
     ]
     for task in TASKS:
         pid_path = summaries / f"{task}__pid.eval.json"
@@ -275,12 +290,13 @@ def _flight_strip(runs: Path, path: Path) -> str:
     from rlctl.evaluate import act
     from rlctl.sim2real_eval import baseline_for
 
-    _, agent, adapter, _ = _load_policy(str(run))
+    cfg, agent, adapter, _ = _load_policy(str(run))
+    kwargs = {k: v for k, v in cfg.env.kwargs.items() if k != "sim2real"}
     traces: dict[str, np.ndarray] = {}
     frames = []
     hz = 48
     for who in ("PPO", "PID"):
-        env = make_env(TASKS["hover"], {}, render_mode="rgb_array")
+        env = make_env(TASKS["hover"], kwargs, render_mode="rgb_array")
         ctrl = baseline_for("pid", env)
         obs, _ = env.reset(seed=EVAL_SEED)
         base: Any = env.unwrapped

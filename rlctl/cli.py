@@ -141,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_env_sets(args: argparse.Namespace) -> int:
     """The sim-to-real protocol: the deterministic policy (and/or a baseline) on named env sets."""
-    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, format_table, policy_actor
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, format_table, policy_actor, preset_env_kwargs
 
     sets = [s for s in args.env_set.split(",") if s]
     actors: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def _eval_env_sets(args: argparse.Namespace) -> int:
         actors["policy"] = policy_actor(agent, adapter)
         default_out = ckpt_path.parent / f"eval-sets-{time.strftime('%Y%m%d-%H%M%S')}.json"
     elif args.env and args.baseline:
-        env_id, env_kwargs = args.env, {}
+        env_id, env_kwargs = args.env, preset_env_kwargs(args.env)
         default_out = Path(f"eval-sets-{_safe(env_id)}-{args.baseline}.json")
     else:
         raise UserError("--env-set needs a RUN/CKPT, or --baseline with --env")

@@ -243,6 +243,10 @@ def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
             if not isinstance(value, dict):
                 raise UserError(f"{path}: expected a mapping of {key} settings, got {value!r}")
             _apply(current, value, f"{path}.")
+        elif isinstance(current, dict) and isinstance(value, dict):
+            # a mapping field (env kwargs, reward weights) merges, so `--set env.kwargs.sim2real=randomized`
+            # keeps the preset's other kwargs
+            setattr(section, key, _check_value(path, {**current, **value}, hints[key]))
         else:
             setattr(section, key, _check_value(path, value, hints[key]))
 

@@ -367,6 +367,20 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
             info["ctrl_hz"], info["source"] = 1.0 / info["dt"], "1 / env.unwrapped.dt"
         if env.spec is not None and env.spec.max_episode_steps is not None:
             info["max_episode_steps"] = int(env.spec.max_episode_steps)
+        slices = getattr(unwrapped, "obs_slices", None)
+        if isinstance(slices, dict):  # what on-board code must assemble, part by part
+            info["observation_layout"] = {k: [v.start, v.stop] for k, v in slices.items()}
+        wrapper: Any = env
+        while hasattr(wrapper, "env"):
+            if type(wrapper).__name__ == "TargetErrorIntegral":  # state on-board code must keep (envs/uav/integral.py)
+                dim = int(np.prod(wrapper.observation_space.shape))
+                info["error_integral"] = {"obs": [dim - 3, dim], "of": "target", "radius": wrapper.radius,
+                                          "limit": wrapper.limit, "dt": wrapper.dt,
+                                          "rule": "if |target| <= radius: I = clip(I + target*dt, -limit, limit); "
+                                                  "obs = I / limit; I = 0 at episode start"}
+            wrapper = wrapper.env
+        if kwargs:
+            info["env_kwargs"] = dict(kwargs)
         return info or None
     finally:
         env.close()

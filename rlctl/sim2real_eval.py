@@ -56,6 +56,17 @@ def baseline_for(name: str, env: Any) -> Any:
     raise UserError(f"unknown baseline {name!r}; choose from pid (quadrotor), ik (arm)")
 
 
+def preset_env_kwargs(env_id: str) -> dict[str, Any]:
+    """The env kwargs of ``env_id``'s preset (action mode, error integral, ...) without its sim-to-real set: a
+    baseline evaluated alone flies the interface a policy trained with the preset has, and each evaluation set
+    brings its own wrappers."""
+    from rlctl.config import resolve_config
+
+    kwargs = dict(resolve_config(env_id)[0].env.kwargs)
+    kwargs.pop("sim2real", None)
+    return kwargs
+
+
 ActorFactory = Callable[[Any], "tuple[Actor, Callable[[], None] | None]"]
 
 

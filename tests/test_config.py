@@ -15,6 +15,13 @@ def test_env_preset_then_overrides_then_set_in_that_order() -> None:
     assert cfg.ppo.gamma == 0.5 and cfg.policy.hidden_sizes == [8, 8]  # --set wins
 
 
+def test_set_on_a_mapping_merges_with_the_preset_mapping() -> None:
+    cfg, _ = resolve_config("Pendulum-v1", None, {"env": {"kwargs": {"a": 1, "b": 2}}}, ["env.kwargs.b=3"])
+    assert cfg.env.kwargs == {"a": 1, "b": 3}
+    cfg, _ = resolve_config("Pendulum-v1", None, {"env": {"kwargs": {"a": 1}}}, ["env.kwargs={c: 4}"])
+    assert cfg.env.kwargs == {"a": 1, "c": 4}
+
+
 def test_unknown_env_gets_default_preset_and_named_preset_applies() -> None:
     cfg, name = resolve_config("Pendulum-v1")
     assert name == "default" and cfg.ppo.num_steps == Config().ppo.num_steps

@@ -309,3 +309,16 @@ def test_cli_trains_a_tiny_run_and_exports_it_end_to_end(tmp_path: Path, capsys:
     code, _, err = run_export_cli(["/nonexistent/run"], capsys)
     assert code == 2 and "no such run directory" in err
     assert time.perf_counter() - start < 30
+
+
+def test_sidecar_control_info_describes_the_quadrotor_observation_and_its_integral_state() -> None:
+    pytest.importorskip("pybullet")
+    from rlctl.export import control_info
+
+    info = control_info("rlctl/QuadHover-v0", {"action_mode": "ctbr", "error_integral": True})
+    assert info is not None and info["ctrl_hz"] == 48.0
+    assert info["observation_layout"]["target"] == [0, 3]
+    dim = info["observation_layout"]["actions"][1] + 3
+    assert info["error_integral"]["obs"] == [dim - 3, dim] and info["error_integral"]["dt"] == pytest.approx(1 / 48)
+    assert info["env_kwargs"] == {"action_mode": "ctbr", "error_integral": True}
+    assert "error_integral" not in (control_info("rlctl/QuadHover-v0", {}) or {})

@@ -170,6 +170,25 @@ def test_pid_holds_hover_within_5cm_for_5s() -> None:
     env.close()
 
 
+def test_pid_in_ctbr_mode_holds_hover_within_5cm_for_5s() -> None:
+    env = QuadHoverEnv(episode_s=8.0, action_mode="ctbr")
+    pid = QuadPID(env)
+    obs, _ = env.reset(seed=0)
+    errors = []
+    for step in range(8 * env.ctrl_hz):
+        obs, _, terminated, _, info = env.step(pid.act(obs))
+        assert not terminated
+        if step >= 3 * env.ctrl_hz:
+            errors.append(info["distance"])
+    assert max(errors) < 0.05
+    env.close()
+
+
+def test_pid_refuses_an_env_that_is_not_a_quadrotor() -> None:
+    with pytest.raises(ValueError, match="quadrotor"):
+        QuadPID(gym.make("CartPole-v1"))
+
+
 def test_pid_succeeds_on_waypoints_and_random_actions_do_not() -> None:
     env = QuadWaypointEnv()
     pid = QuadPID(env)
@@ -204,15 +223,36 @@ def test_snapshot_restores_the_flight_exactly() -> None:
 
 
 def test_ctbr_mode_tracks_a_body_rate_command() -> None:
-    env = QuadHoverEnv(action_mode="ctbr", drag=False)
+    env = QuadHoverEnv(action_mode="ctbr", drag=False, max_tilt=3.0)
     env.reset(seed=0)
     _place(env, (0.0, 0.0, 1.5))
     action = env.neutral_action.copy()
     action[1] = 1.0 / env.max_body_rate  # 1 rad/s roll
-    for _ in range(10):
+    rates = []
+    for _ in range(30):
         env.step(action)
-    assert env.rates[0] == pytest.approx(1.0, abs=0.15)
+        rates.append(env.rates[0])
+    assert rates[6] > 0.8 and max(rates) < 1.3 and rates[-1] == pytest.approx(1.0, abs=0.06)
     env.close()
+
+
+def test_ctbr_rate_loop_integral_cancels_an_uneven_motor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import envs.uav.quadrotor as quadrotor
+
+    def residual_roll_rate() -> float:
+        env = QuadHoverEnv(action_mode="ctbr", drag=False, max_tilt=3.0,
+                           params=QuadParams(motor_scale=(1.08, 1.0, 1.0, 1.0)))
+        env.reset(seed=0)
+        _place(env, (0.0, 0.0, 1.5))
+        for _ in range(64):  # 1.3 s of "hold zero body rates"
+            env.step(env.neutral_action)
+        rates = env.rates.copy()
+        env.close()
+        return float(np.linalg.norm(rates[:2]))
+
+    assert residual_roll_rate() < 0.06
+    monkeypatch.setattr(quadrotor, "RATE_KI", np.zeros(3))  # a P-only loop leaves a steady rotation
+    assert residual_roll_rate() > 0.5
 
 
 @pytest.mark.parametrize("kwargs", [{"ctrl_hz": 50}, {"action_mode": "rpm"}, {"reward_weights": {"speed": 1.0}}])

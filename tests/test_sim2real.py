@@ -121,3 +121,34 @@ def test_unknown_sets_and_parameters_are_clear_errors() -> None:
         DynamicsRandomization(QuadHoverEnv(), {"wingspan": Range(1, 2)})
     with pytest.raises(ValueError, match="no parts named"):
         SensorNoise(QuadHoverEnv(), std={"lidar": 0.1})
+
+
+def test_error_integral_accumulates_a_near_offset_holds_a_far_one_and_resets() -> None:
+    from envs.uav.integral import TargetErrorIntegral
+
+    env = gym.make("rlctl/QuadHover-v0", error_integral=True).env  # without OrderEnforcing
+    assert isinstance(env, TargetErrorIntegral)
+    base = env.unwrapped
+    assert env.observation_space.shape == (base.observation_space.shape[0] + 3,)
+    obs, _ = env.reset(seed=0)
+    assert np.all(obs[-3:] == 0.0)
+
+    def hold_at(offset: tuple[float, float, float], steps: int) -> np.ndarray:
+        for _ in range(steps):
+            state = base.get_state()  # pin the vehicle so the error stays what the test set
+            state.update(pos=base.target - np.array(offset), quat=np.array([0, 0, 0, 1.0]), lin=np.zeros(3),
+                         ang=np.zeros(3))
+            base.set_state(state)
+            obs = env.step(base.neutral_action)[0]
+        return obs
+
+    obs = hold_at((0.0, 0.0, 0.1), 10)  # error +0.1 m in z, inside the radius: integrates
+    expected = 0.1 * 10 * base.dt / env.limit
+    assert obs[-1] == pytest.approx(expected, rel=0.05) and np.all(np.abs(obs[-3:-1]) < 1e-3)
+    obs = hold_at((0.0, 0.0, -1.0), 10)  # 1 m away: holds
+    assert obs[-1] == pytest.approx(expected, rel=0.05)
+    obs = hold_at((0.0, 0.0, 0.2), 200)  # clipped at the limit
+    assert obs[-1] == pytest.approx(1.0)
+    obs, _ = env.reset(seed=1)
+    assert np.all(obs[-3:] == 0.0)
+    env.close()

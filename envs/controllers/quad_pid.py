@@ -10,8 +10,10 @@ policy gets, with the same noise and delay when sim-to-real wrappers are on. It 
 *nominal* vehicle: under domain randomization it flies a vehicle it was not tuned for, as a real
 controller would.
 
-``act(obs)`` returns normalized motor commands, the env's ``motors`` action space, so it can stand in
-for a policy anywhere (evaluation, arbitration, demonstrations).
+``act(obs)`` returns the env's action: normalized motor commands in the ``motors`` mode; in the ``ctbr``
+mode the attitude loop ends in body-rate setpoints instead of torques (collective thrust + body rates,
+what a flight controller's rate loop takes), and the env's firmware-style rate loop does the rest. So it
+can stand in for a policy anywhere (evaluation, arbitration, demonstrations).
 """
 
 from __future__ import annotations
@@ -36,10 +38,13 @@ MIN_PWM, MAX_PWM = 20000.0, 65535.0
 MAX_TORQUE_PWM = 3200.0
 # rows: motors 0..3 (envs.uav.model order); columns: roll, pitch, yaw torque (PWM units)
 MIXER = np.array([[-0.5, -0.5, -1.0], [-0.5, 0.5, 1.0], [0.5, 0.5, -1.0], [0.5, -0.5, 1.0]])
+# ctbr mode: attitude error (the vee of R_d^T R - R^T R_d, ~2x the angle) → body-rate setpoint [rad/s]. Kept
+# well under the env's rate-loop bandwidth (20 rad/s roll/pitch, 10 yaw), as cascades need.
+P_ATT_RATE = np.array([3.0, 3.0, 1.5])
 
 
 class QuadPID:
-    """Cascaded PID with the ``act(obs)`` interface of a policy, for the ``motors`` action mode."""
+    """Cascaded PID with the ``act(obs)`` interface of a policy, for either action mode of the quadrotor."""
 
     def __init__(self, env: Any, target_yaw: float | None = None, max_pos_err: float = 0.3) -> None:
         """``target_yaw=None`` holds the heading of the episode's first observation (the tasks ignore yaw).
@@ -48,8 +53,11 @@ class QuadPID:
         without it a 1 m step asks for a tilt past the env's limit.
         """
         base = env.unwrapped
-        if getattr(base, "action_mode", None) != "motors":
-            raise ValueError("QuadPID outputs motor commands: build the env with action_mode='motors'")
+        self.mode = getattr(base, "action_mode", None)
+        if self.mode not in ("motors", "ctbr"):
+            raise ValueError("QuadPID flies the quadrotor envs (action_mode 'motors' or 'ctbr'), "
+                             f"not {type(base).__name__}")
+        self.max_body_rate = getattr(base, "max_body_rate", 1.0)
         self.slices = base.obs_slices
         self.params = base.nominal
         self.dt = base.dt
@@ -93,6 +101,10 @@ class QuadPID:
         # attitude loop on SO(3) → torques in PWM units
         err = rot_d.T @ rot - rot.T @ rot_d
         e_rot = np.array([err[2, 1], err[0, 2], err[1, 0]])
+        if self.mode == "ctbr":
+            collective = thrust / (4.0 * self.max_thrust) * 2.0 - 1.0
+            rates_cmd = -P_ATT_RATE * e_rot / self.max_body_rate
+            return np.clip(np.concatenate([[collective], rates_cmd]), -1.0, 1.0).astype(np.float32)
         self.i_att = np.clip(self.i_att - e_rot * self.dt, -I_ATT_CLAMP, I_ATT_CLAMP)
         torque = np.clip(-P_ATT * e_rot - D_ATT * rates + I_ATT * self.i_att, -MAX_TORQUE_PWM, MAX_TORQUE_PWM)
 

@@ -92,6 +92,12 @@ def quat_from_euler(roll: float, pitch: float, yaw: float) -> tuple[float, float
             cr * cp * cy + sr * sp * sy)
 
 
+# CTBR mode's rate loop (per axis: roll, pitch, yaw), in angular acceleration per rad/s of error: bandwidth
+# 20 rad/s roll/pitch, 10 yaw; integral zero at 2 rad/s; the integral's share capped at 30 rad/s^2.
+RATE_KP = np.array([20.0, 20.0, 10.0])
+RATE_KI = np.array([40.0, 40.0, 10.0])
+RATE_I_LIMIT = 30.0 / RATE_KI
+
 class QuadrotorEnv(gym.Env):
     """Fly through ``waypoints`` and hold at the last one. Subclasses choose start states and waypoints."""
 
@@ -295,7 +301,8 @@ class QuadrotorEnv(gym.Env):
         pos, quat = self._client.getBasePositionAndOrientation(self._body)
         lin, ang = self._client.getBaseVelocity(self._body)
         return {"pos": np.array(pos), "quat": np.array(quat), "lin": np.array(lin), "ang": np.array(ang),
-                "omega": self.omega.copy(), "last_action": self.last_action.copy(), "actions": self.actions.copy(),
+                "omega": self.omega.copy(), "rate_integral": self.rate_integral.copy(),
+                "last_action": self.last_action.copy(), "actions": self.actions.copy(),
                 "steps": self.steps, "wp_index": self.wp_index, "hold": self.hold, "prev_dist": self.prev_dist,
                 "time_to_goal": self.time_to_goal, "waypoints": self.waypoints.copy(), "params": self.params.to_dict()}
 
@@ -307,6 +314,7 @@ class QuadrotorEnv(gym.Env):
         self._client.resetBasePositionAndOrientation(self._body, state["pos"].tolist(), state["quat"].tolist())
         self._client.resetBaseVelocity(self._body, state["lin"].tolist(), state["ang"].tolist())
         self.omega = np.array(state["omega"])
+        self.rate_integral = np.array(state.get("rate_integral", np.zeros(3)))
         self.last_action, self.actions = np.array(state["last_action"]), np.array(state["actions"])
         self.steps, self.wp_index, self.hold = int(state["steps"]), int(state["wp_index"]), int(state["hold"])
         self.prev_dist, self.time_to_goal = float(state["prev_dist"]), state["time_to_goal"]
@@ -333,6 +341,7 @@ class QuadrotorEnv(gym.Env):
         self.time_to_goal = None
         self.waypoints = np.zeros((1, 3))
         self.omega = np.full(4, self.params.hover_omega)
+        self.rate_integral = np.zeros(3)
         self.last_action = self.neutral_action.astype(np.float64)
         self.actions = np.tile(self.last_action, self.action_history)
         self.pos = np.zeros(3)
@@ -391,8 +400,11 @@ class QuadrotorEnv(gym.Env):
         """
         n = self.nominal
         collective = (a[0] + 1.0) * 0.5 * 4.0 * n.max_thrust
-        rate_cmd = a[1:] * self.max_body_rate
-        torque = np.asarray(n.inertia) * np.array([20.0, 20.0, 10.0]) * (rate_cmd - rates)
+        error = a[1:] * self.max_body_rate - rates
+        # PI, like the Crazyflie firmware's rate controller: the integral cancels a constant torque (uneven
+        # motors, an off-centre mass) that a P-only loop would leave as a steady rotation
+        self.rate_integral = np.clip(self.rate_integral + error / self.physics_hz, -RATE_I_LIMIT, RATE_I_LIMIT)
+        torque = np.asarray(n.inertia) * (RATE_KP * error + RATE_KI * self.rate_integral)
         f = self._alloc_inv @ np.concatenate([[collective], torque])
         return np.clip(f, 0.0, n.max_thrust)
 
