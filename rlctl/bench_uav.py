@@ -143,8 +143,14 @@ def _cell(rates: list[float]) -> str:
 
 
 def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> None:
-    from envs.sim2real import HELD_OUT_DYNAMICS, RANDOMIZED_DYNAMICS
+    from envs.sim2real import HELD_OUT_DYNAMICS, RANDOMIZED_DYNAMICS, SETS
     from envs.uav.model import QuadParams
+
+    rnd, held = SETS["randomized"], SETS["held-out"]
+    assert rnd is not None and held is not None
+
+    def steps(r: tuple[int, int]) -> str:
+        return f"{r[0]}–{r[1]}"
     from rlctl.bench import _machine
     from rlctl.sim2real_eval import wilson_interval
 
@@ -160,10 +166,12 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         "Protocol: every controller flies the same seeded episodes (episode i reset with seed "
         f"{EVAL_SEED}+i) of each set; deterministic policy (mean action). *nominal*: the Crazyflie model, no "
         "noise; *randomized*: the training distribution (mass, inertia, kf, km, per-motor thrust, motor lag "
-        f"{lag(RANDOMIZED_DYNAMICS['motor_tau'])}, thrust noise, drag, sensor noise, 0–2 steps observation delay, "
-        "0–1 step action delay, pushes); *held-out*: wider ranges than training (motor lag "
-        f"{lag(HELD_OUT_DYNAMICS['motor_tau'])}) plus 1–3 steps observation and 1–2 steps action delay "
-        "(a proxy for the real vehicle). Success: held within 0.1 m and 0.2 m/s of the final target for one "
+        f"{lag(RANDOMIZED_DYNAMICS['motor_tau'])}, thrust noise, drag, sensor noise, {steps(rnd.obs_delay)} steps "
+        f"observation delay, {steps(rnd.action_delay)} steps action delay, pushes); *held-out*: wider ranges than "
+        f"training (motor lag {lag(HELD_OUT_DYNAMICS['motor_tau'])}), stronger pushes, twice the sensor noise, and "
+        f"always {steps(held.obs_delay)} steps observation and {steps(held.action_delay)} steps action delay "
+        "(a proxy for the real vehicle; a control step is 1/48 s). Success: held within 0.1 m and 0.2 m/s of the "
+        "final target for one "
         "second, and no crash. PPO cells: mean ± std over seeds of each seed's success rate; PID: one controller, "
         "with the Wilson 95% interval.  ",
         f"Interface (the presets' env kwargs; PPO and PID fly the same one): {interface}.", "",
@@ -184,7 +192,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             cells.append(f"{s['success_rate']:.2f} [{low:.2f}, {high:.2f}]")
         gap = pid.get("gap_held_out_over_nominal", float("nan"))
         fails = ", ".join(f"{k} {v}" for k, v in pid["held-out"]["failures"].items()) or "—"
-        lines.append(f"| PID (DSL gains) | — | — | {' | '.join(cells)} | {gap:.2f} | "
+        lines.append(f"| PID (nominal gains) | — | — | {' | '.join(cells)} | {gap:.2f} | "
                      f"{pid['nominal']['mean_time_to_goal_s']:.2f} | {fails} |")
         for train_set in ("nominal", "randomized"):
             evals = [json.loads(p.read_text())["results"]["policy"]
@@ -205,7 +213,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
                          f"{statistics.mean(times):.2f} | {fails} |")
         lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
                   "| controller | trained on | nominal | randomized | held-out |", "|---|---|---:|---:|---:|",
-                  f"| PID (DSL gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
+                  f"| PID (nominal gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
         for train_set in ("nominal", "randomized"):
             evals = [json.loads(p.read_text())["results"]["policy"]
                      for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
