@@ -61,7 +61,7 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
     rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "2048",
           "--episodes", "2", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
     report = (out / "uav.md").read_text()
-    assert "| PID (DSL gains) |" in report and "| PPO | nominal | 1 |" in report
+    assert "| PID (nominal gains) |" in report and "| PPO | nominal | 1 |" in report
     assert "hover trained on nominal: 1 seeds × 2,048 steps" in report
     assert (out / "uav_hover_curves.png").stat().st_size > 5_000
     policy = json.loads((out / "runs" / "uav" / "hover__nominal__s1.eval.json").read_text())
