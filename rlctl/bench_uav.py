@@ -108,7 +108,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
 def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes: int, runs: Path,
                     summaries: Path) -> None:
     from rlctl.cli import _load_policy
-    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, policy_actor
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, policy_actor, without_set
 
     for task in tasks:
         path = summaries / f"{task}__pid.eval.json"
@@ -124,9 +124,8 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
             continue
         print(f"evaluate {name}", flush=True)
         cfg, agent, adapter, _ = _load_policy(str(runs / name))
-        kwargs = {k: v for k, v in cfg.env.kwargs.items() if k != "sim2real"}  # the set decides
-        result = evaluate_sets(TASKS[task], kwargs, {"policy": policy_actor(agent, adapter)}, EVAL_SETS, episodes,
-                               EVAL_SEED)
+        result = evaluate_sets(TASKS[task], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
+                               EVAL_SETS, episodes, EVAL_SEED)
         path.write_text(json.dumps(result, indent=2))
 
 
@@ -296,10 +295,10 @@ def _flight_strip(runs: Path, path: Path) -> str:
     from envs.make import make_env
     from rlctl.cli import _load_policy
     from rlctl.evaluate import act
-    from rlctl.sim2real_eval import baseline_for
+    from rlctl.sim2real_eval import baseline_for, without_set
 
     cfg, agent, adapter, _ = _load_policy(str(run))
-    kwargs = {k: v for k, v in cfg.env.kwargs.items() if k != "sim2real"}
+    kwargs = without_set(cfg.env.kwargs)
     traces: dict[str, np.ndarray] = {}
     frames = []
     hz = 48

@@ -141,14 +141,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_env_sets(args: argparse.Namespace) -> int:
     """The sim-to-real protocol: the deterministic policy (and/or a baseline) on named env sets."""
-    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, format_table, policy_actor, preset_env_kwargs
+    from rlctl.sim2real_eval import (
+        baseline_actor,
+        evaluate_sets,
+        format_table,
+        policy_actor,
+        preset_env_kwargs,
+        without_set,
+    )
 
     sets = [s for s in args.env_set.split(",") if s]
     actors: dict[str, Any] = {}
     if args.target is not None:
         cfg, agent, adapter, ckpt_path = _load_policy(args.target)
-        env_id, env_kwargs = cfg.env.id, dict(cfg.env.kwargs)
-        env_kwargs.pop("sim2real", None)  # the set decides
+        env_id, env_kwargs = cfg.env.id, without_set(cfg.env.kwargs)
         actors["policy"] = policy_actor(agent, adapter)
         default_out = ckpt_path.parent / f"eval-sets-{time.strftime('%Y%m%d-%H%M%S')}.json"
     elif args.env and args.baseline:

@@ -370,14 +370,12 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
         slices = getattr(unwrapped, "obs_slices", None)
         if isinstance(slices, dict):  # what on-board code must assemble, part by part
             info["observation_layout"] = {k: [v.start, v.stop] for k, v in slices.items()}
+        from envs.uav.integral import TargetErrorIntegral
+
         wrapper: Any = env
         while hasattr(wrapper, "env"):
-            if type(wrapper).__name__ == "TargetErrorIntegral":  # state on-board code must keep (envs/uav/integral.py)
-                dim = int(np.prod(wrapper.observation_space.shape))
-                info["error_integral"] = {"obs": [dim - 3, dim], "of": "target", "radius": wrapper.radius,
-                                          "limit": wrapper.limit, "dt": wrapper.dt,
-                                          "rule": "if |target| <= radius: I = clip(I + target*dt, -limit, limit); "
-                                                  "obs = I / limit; I = 0 at episode start"}
+            if isinstance(wrapper, TargetErrorIntegral):  # state on-board code must keep
+                info["error_integral"] = wrapper.describe()
             wrapper = wrapper.env
         if kwargs:
             info["env_kwargs"] = dict(kwargs)

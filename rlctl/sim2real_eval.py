@@ -56,15 +56,17 @@ def baseline_for(name: str, env: Any) -> Any:
     raise UserError(f"unknown baseline {name!r}; choose from pid (quadrotor), ik (arm)")
 
 
+def without_set(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` without its sim-to-real set: each evaluation set brings its own wrappers."""
+    return {k: v for k, v in env_kwargs.items() if k != "sim2real"}
+
+
 def preset_env_kwargs(env_id: str) -> dict[str, Any]:
-    """The env kwargs of ``env_id``'s preset (action mode, error integral, ...) without its sim-to-real set: a
-    baseline evaluated alone flies the interface a policy trained with the preset has, and each evaluation set
-    brings its own wrappers."""
+    """The env kwargs of ``env_id``'s preset (action mode, error integral, ...) without its sim-to-real set, so a
+    baseline evaluated alone flies the interface a policy trained with the preset has."""
     from rlctl.config import resolve_config
 
-    kwargs = dict(resolve_config(env_id)[0].env.kwargs)
-    kwargs.pop("sim2real", None)
-    return kwargs
+    return without_set(resolve_config(env_id)[0].env.kwargs)
 
 
 ActorFactory = Callable[[Any], "tuple[Actor, Callable[[], None] | None]"]

@@ -156,8 +156,9 @@ def test_reward_is_the_sum_of_its_named_components() -> None:
     env.close()
 
 
-def test_pid_holds_hover_within_5cm_for_5s() -> None:
-    env = QuadHoverEnv(episode_s=8.0)
+@pytest.mark.parametrize("action_mode", ["motors", "ctbr"])
+def test_pid_holds_hover_within_5cm_for_5s(action_mode: str) -> None:
+    env = QuadHoverEnv(episode_s=8.0, action_mode=action_mode)
     pid = QuadPID(env)
     obs, _ = env.reset(seed=0)
     errors = []
@@ -165,20 +166,6 @@ def test_pid_holds_hover_within_5cm_for_5s() -> None:
         obs, _, terminated, _, info = env.step(pid.act(obs))
         assert not terminated
         if step >= 3 * env.ctrl_hz:  # after 3 s of settling, 5 s of hover
-            errors.append(info["distance"])
-    assert max(errors) < 0.05
-    env.close()
-
-
-def test_pid_in_ctbr_mode_holds_hover_within_5cm_for_5s() -> None:
-    env = QuadHoverEnv(episode_s=8.0, action_mode="ctbr")
-    pid = QuadPID(env)
-    obs, _ = env.reset(seed=0)
-    errors = []
-    for step in range(8 * env.ctrl_hz):
-        obs, _, terminated, _, info = env.step(pid.act(obs))
-        assert not terminated
-        if step >= 3 * env.ctrl_hz:
             errors.append(info["distance"])
     assert max(errors) < 0.05
     env.close()

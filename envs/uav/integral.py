@@ -52,6 +52,13 @@ class TargetErrorIntegral(gym.ObservationWrapper):
             self.integral = np.clip(self.integral + error * self.dt, -self.limit, self.limit)
         return self.observation(obs), reward, terminated, truncated, info
 
+    def describe(self) -> dict[str, Any]:
+        """What on-board code must reproduce (the export writes it next to the model)."""
+        dim = int(np.prod(self.observation_space.shape or (0,)))
+        return {"obs": [dim - 3, dim], "of": "target", "radius": self.radius, "limit": self.limit, "dt": self.dt,
+                "rule": "if |target| <= radius: I = clip(I + target*dt, -limit, limit); obs = I / limit; "
+                        "I = 0 at episode start"}
+
     def observation(self, observation: Any) -> np.ndarray:
         extra = (self.integral / self.limit).astype(np.float32)
         return np.concatenate([np.asarray(observation, dtype=np.float32), extra])
