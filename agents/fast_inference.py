@@ -71,6 +71,7 @@ class NumpyActorCritic:
         self.low, self.high = agent.action_low.numpy(), agent.action_high.numpy()
         self.bounded = bool(agent.action.low)
         self.rms_mean, self.rms_var = agent.obs_rms.mean.numpy(), agent.obs_rms.var.numpy()
+        self.actor_obs_dim = agent.actor_obs_dim
 
     def normalize(self, obs: np.ndarray, eps: float = 1e-8) -> np.ndarray:
         """:meth:`ActorCritic.normalize_obs` for a float32 NumPy batch (the same float32 ops)."""
@@ -83,7 +84,7 @@ class NumpyActorCritic:
 
     def step(self, norm_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(action, env_action, logprob_dims, value)`` for normalized observations ``[B, obs_dim]``."""
-        mean = _forward(self.actor, norm_obs)
+        mean = _forward(self.actor, norm_obs[:, :self.actor_obs_dim])
         noise = torch.randn(mean.shape, dtype=torch.float32).numpy()  # the torch path's random stream
         std = np.exp(self.log_std)
         action = mean + std * noise

@@ -2,12 +2,19 @@
 
 Separate actor and critic networks (the PPO paper's and SB3's MuJoCo setting). Everything a saved
 policy needs to act — normalizer statistics included — is in ``state_dict()``.
+
+Asymmetric actor-critic: with ``actor_obs_dim < obs_dim`` the last ``obs_dim - actor_obs_dim``
+observation entries are *critic-only* (privileged simulator state: the randomized vehicle parameters,
+motor speeds, noise-free state). The critic uses them to tell a heavy vehicle's return from a light one's,
+so advantages carry less of the randomization's variance; the actor never sees them, so the deployed
+policy needs only what the robot measures (:meth:`ActorCritic.deployable`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,19 +69,26 @@ class ActorCritic(nn.Module):
         log_std_init: float = 0.0,
         normalize_obs: bool = True,
         clip_obs: float = 10.0,
+        actor_obs_dim: int | None = None,
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        actor_obs_dim = obs_dim if actor_obs_dim is None else actor_obs_dim
+        if not 0 < actor_obs_dim <= obs_dim:
+            raise ValueError(f"actor_obs_dim must be in [1, {obs_dim}], got {actor_obs_dim}")
         self.obs_dim = obs_dim
+        self.actor_obs_dim = actor_obs_dim
+        self._config: dict[str, Any] = {  # to build the actor-only copy (deployable)
+            "hidden_sizes": list(hidden_sizes), "activation": activation, "ortho_init": ortho_init,
+            "log_std_init": log_std_init, "normalize_obs": normalize_obs, "clip_obs": clip_obs}
         self.action = action
         self.clip_obs = clip_obs
         self.normalize_inputs = normalize_obs
         self.obs_rms = RunningMeanStd((obs_dim,))
         self.reward_scaler = RewardScaler()
-        sizes = [obs_dim, *hidden_sizes]
-        self.actor = _mlp(sizes, activation, action.head_size, 0.01, ortho_init)
-        self.critic = _mlp(sizes, activation, 1, 1.0, ortho_init)
+        self.actor = _mlp([actor_obs_dim, *hidden_sizes], activation, action.head_size, 0.01, ortho_init)
+        self.critic = _mlp([obs_dim, *hidden_sizes], activation, 1, 1.0, ortho_init)
         if action.kind == "continuous":
             self.log_std = nn.Parameter(torch.full((action.dim,), float(log_std_init)))
         low = torch.tensor(action.low or [0.0] * action.dim, dtype=torch.float32)
@@ -88,8 +102,14 @@ class ActorCritic(nn.Module):
             return obs
         return self.obs_rms.normalize(obs, self.clip_obs)
 
+    @property
+    def critic_only_obs(self) -> int:
+        """How many trailing observation entries only the critic sees (0 for a symmetric actor-critic)."""
+        return self.obs_dim - self.actor_obs_dim
+
     def dist(self, norm_obs: torch.Tensor) -> Distribution:
-        out = _run(self.actor, norm_obs)
+        """The action distribution; takes full or actor-only normalized observations."""
+        out = _run(self.actor, norm_obs[..., :self.actor_obs_dim] if self.critic_only_obs else norm_obs)
         if self.action.kind == "continuous":
             return DiagGaussian(out, self.log_std)
         return MultiCategorical(out, self.action.nvec)
@@ -112,3 +132,20 @@ class ActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic env action for raw observations (the exported graph)."""
         return self.to_env_action(self.dist(self.normalize_obs(obs)).mode())
+
+    def deployable(self) -> ActorCritic:
+        """What runs on the robot: this module itself, or for an asymmetric one a copy that takes only the
+        actor's observations, with the normalizer cut to them (its critic is fresh and unused: export and
+        evaluation run the actor alone)."""
+        if not self.critic_only_obs:
+            return self
+        k = self.actor_obs_dim
+        actor = ActorCritic(k, self.action, **self._config).to(self.action_low.device)
+        mine = self.state_dict()
+        with torch.no_grad():
+            for key, value in actor.state_dict().items():
+                if key.startswith("critic."):
+                    continue
+                source = mine[key]
+                value.copy_(source[:k] if key in ("obs_rms.mean", "obs_rms.var") else source)
+        return actor.eval()

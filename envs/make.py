@@ -15,6 +15,11 @@ from envs.errors import EnvError
 from envs.reward import RewardFn, RewardHook
 from envs.snapshot import Snapshot
 
+CRITIC_ONLY_OBS = "critic_only_obs"
+"""Env ``metadata`` key: how many trailing observation entries are privileged simulator state for the
+critic only (an asymmetric actor-critic; e.g. the quadrotor's ``privileged_obs=True``). The learner
+keeps them from the actor, and export leaves them out of the deployed model."""
+
 # Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
 _EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet", "make_quad": "bullet",
            "envs.robots": "bullet"}

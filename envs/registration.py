@@ -13,19 +13,23 @@ import gymnasium as gym
 QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "QuadGatesEnv"}
 
 
-def make_quad(task: str = "hover", sim2real: str = "nominal", error_integral: bool = False, **kwargs: Any) -> gym.Env:
-    """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets, and optionally with
-    the integral of the observed target error appended to the observation (:mod:`envs.uav.integral`)."""
+def make_quad(task: str = "hover", sim2real: str = "nominal", error_integral: bool = False,
+              privileged_obs: bool = False, **kwargs: Any) -> gym.Env:
+    """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets, optionally with the
+    integral of the observed target error appended to the observation (:mod:`envs.uav.integral`), and
+    optionally with critic-only privileged state appended after that (:mod:`envs.uav.privileged`)."""
     from envs.sim2real import apply_sim2real
     from envs.uav import tasks
     from envs.uav.integral import TargetErrorIntegral
+    from envs.uav.privileged import PrivilegedObservation
 
     if task not in QUAD_TASKS:
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
     env = getattr(tasks, QUAD_TASKS[task])(**kwargs)
     try:
         env = apply_sim2real(env, sim2real)
-        return TargetErrorIntegral(env) if error_integral else env
+        env = TargetErrorIntegral(env) if error_integral else env
+        return PrivilegedObservation(env) if privileged_obs else env
     except ValueError:
         env.close()
         raise

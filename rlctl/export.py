@@ -448,6 +448,8 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not isinstance(agent, ActorCritic):
         raise UserError(f"export needs an rlctl ActorCritic policy, got {type(agent).__name__}")
+    critic_only = agent.critic_only_obs
+    agent = agent.deployable()  # privileged (critic-only) inputs do not exist on the robot
     if fmt == "onnx":
         _require_onnx()
     elif fmt == "numpy":
@@ -475,6 +477,11 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
     verification = {"runtime": runtime, "observations": len(obs), "seed": seed, "max_abs_diff": diff,
                     "tolerance": TOLERANCE, "passed": True, "reference": "ActorCritic.forward (deterministic)"}
     meta = _sidecar(agent, adapter, cfg, fmt, ckpt_path, model, verification)
+    if critic_only:
+        meta["observation"]["critic_only_dropped"] = critic_only
+        meta["observation"]["note"] = (f"the training env's observation ends with {critic_only} privileged, "
+                                       f"simulation-only entries the critic used; the model takes the first "
+                                       f"{agent.obs_dim}")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, sidecar_path = out_dir / MODEL_FILES[fmt], out_dir / SIDECAR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,6 +11,7 @@ from gymnasium import spaces
 
 from agents.distributions import ActionSpec
 from agents.rollout import Rollout
+from envs.make import CRITIC_ONLY_OBS
 from rlctl.errors import UserError
 
 
@@ -28,6 +30,8 @@ class SpaceAdapter:
     action: ActionSpec
     image_shape: tuple[int, ...] | None = None
     """``(C, H, W)`` for image observations, None for vector ones"""
+    critic_only_obs: int = 0
+    """trailing observation entries only the critic sees (an env's ``metadata["critic_only_obs"]``)"""
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
@@ -56,11 +60,20 @@ class SpaceAdapter:
         return actions.reshape(actions.shape[0], *(space.shape or ())).astype(space.dtype, copy=False)
 
 
-def adapter_for(obs_space: spaces.Space, action_space: spaces.Space) -> SpaceAdapter:
+def critic_only_obs(env: Any) -> int:
+    """What an env (single or vector) declares under ``envs.make.CRITIC_ONLY_OBS``; 0 when nothing."""
+    return int((getattr(env, "metadata", None) or {}).get(CRITIC_ONLY_OBS, 0))
+
+
+def adapter_for(obs_space: spaces.Space, action_space: spaces.Space, critic_only: int = 0) -> SpaceAdapter:
     """Check the spaces are supported and build the adapter; unsupported ones get a clear error."""
     image = is_image_space(obs_space)
-    return SpaceAdapter(obs_space, action_space, _obs_dim(obs_space), _action_spec(action_space),
-                        tuple(obs_space.shape) if image and obs_space.shape else None)
+    obs_dim = _obs_dim(obs_space)
+    if critic_only and (image or not 0 < critic_only < obs_dim):
+        raise UserError(f"the env declares {critic_only} critic-only observation entries, which needs a vector "
+                        f"observation with more entries than that; got {obs_space}")
+    return SpaceAdapter(obs_space, action_space, obs_dim, _action_spec(action_space),
+                        tuple(obs_space.shape) if image and obs_space.shape else None, critic_only)
 
 
 def is_image_space(space: spaces.Space) -> bool:

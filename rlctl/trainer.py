@@ -36,7 +36,7 @@ from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.ray_sampler import RaySampler
 from rlctl.sampler import InlineSampler, ProcessSampler
-from rlctl.spaces import SpaceAdapter, adapter_for, rollout_for
+from rlctl.spaces import SpaceAdapter, adapter_for, critic_only_obs, rollout_for
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -118,6 +118,8 @@ def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Pol
         raise UserError(f"policy.encoder={encoder} does not fit {kind} of {cfg.env.id}; "
                         f"use {'nature or impala' if image else 'mlp'} (or auto)")
     if image:
+        if adapter.critic_only_obs:
+            raise UserError(f"{cfg.env.id}: critic-only observations need an MLP policy on vector observations")
         if adapter.action.kind == "continuous":
             raise UserError(f"{cfg.env.id}: CNN policies need discrete actions, got {adapter.action_space}")
         channels, height, width = adapter.obs_shape
@@ -130,7 +132,7 @@ def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Pol
         raise UserError(f"policy.precision={p.precision} applies to CNN encoders only; MLPs run in fp32")
     return ActorCritic(
         adapter.obs_dim, adapter.action, p.hidden_sizes, p.activation, p.ortho_init, p.log_std_init,
-        p.normalize_obs, p.clip_obs,
+        p.normalize_obs, p.clip_obs, actor_obs_dim=adapter.obs_dim - adapter.critic_only_obs,
     ).to(device)
 
 
@@ -186,7 +188,7 @@ def train(
     torch.manual_seed(seed)
 
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    adapter = adapter_for(env.observation_space, env.action_space)
+    adapter = adapter_for(env.observation_space, env.action_space, critic_only_obs(env))
     env.close()
     device, why = resolve_device(cfg.run.device, update_probe(lambda d: _probe_step(cfg, adapter, d)))
     agent = build_agent(cfg, adapter, device)

@@ -11,10 +11,11 @@ from agents.fast_inference import NumpyActorCritic, supports
 from agents.policy import ActorCritic
 
 
-def _agent(activation: str = "tanh", normalize: bool = True) -> ActorCritic:
+def _agent(activation: str = "tanh", normalize: bool = True, actor_obs_dim: int | None = None) -> ActorCritic:
     torch.manual_seed(0)
     spec = ActionSpec(kind="continuous", dim=3, low=(-1.0, -1.0, -2.0), high=(1.0, 1.0, 2.0))
-    agent = ActorCritic(5, spec, [32, 32], activation=activation, normalize_obs=normalize, log_std_init=-0.5)
+    agent = ActorCritic(5, spec, [32, 32], activation=activation, normalize_obs=normalize, log_std_init=-0.5,
+                        actor_obs_dim=actor_obs_dim)
     with torch.no_grad():  # non-trivial statistics and a live output layer, so clipping and scaling matter
         agent.obs_rms.mean.copy_(torch.linspace(-1, 1, 5, dtype=torch.float64))
         agent.obs_rms.var.copy_(torch.linspace(0.5, 4, 5, dtype=torch.float64))
@@ -22,10 +23,11 @@ def _agent(activation: str = "tanh", normalize: bool = True) -> ActorCritic:
     return agent
 
 
-@pytest.mark.parametrize("activation", ["tanh", "relu", "elu"])
+@pytest.mark.parametrize(("activation", "actor_obs_dim"), [("tanh", None), ("relu", None), ("elu", None),
+                                                            ("tanh", 3)])  # 3: the last 2 entries critic-only
 @pytest.mark.parametrize("normalize", [True, False])
-def test_numpy_step_matches_the_torch_path(activation: str, normalize: bool) -> None:
-    agent = _agent(activation, normalize)
+def test_numpy_step_matches_the_torch_path(activation: str, normalize: bool, actor_obs_dim: int | None) -> None:
+    agent = _agent(activation, normalize, actor_obs_dim)
     fast = NumpyActorCritic(agent)
     obs = np.random.default_rng(0).normal(0, 3, (4, 5)).astype(np.float32)
 
