@@ -23,6 +23,9 @@ class PPOParams(Protocol):
     max_grad_norm: float
     target_kl: float | None
     norm_adv: bool
+    smooth_temporal: float
+    smooth_spatial: float
+    smooth_sigma: float
 
 
 def ppo_loss(
@@ -74,6 +77,29 @@ def ppo_loss(
     return loss, stats
 
 
+def smoothness_penalties(
+    mean: torch.Tensor,
+    next_mean: torch.Tensor | None = None,
+    next_valid: torch.Tensor | None = None,
+    near_mean: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAPS's two regularizers (Mysore et al. 2021, "Regularizing action policies for smooth control"), squared.
+
+    * temporal: ``mean over valid t of |μ(s_t) − μ(s_{t+1})|²`` (``next_valid`` is 0 where the episode ended
+      at t, so no pair straddles a reset);
+    * spatial: ``mean |μ(s) − μ(s + δ)|²`` for a perturbed copy of the observation.
+    All means ``[B, D]``; a term without its inputs is 0. Gradients flow through both sides of each pair.
+    """
+    zero = mean.new_zeros(())
+    temporal = spatial = zero
+    if next_mean is not None and next_valid is not None:
+        per_pair = (mean - next_mean).pow(2).sum(-1)
+        temporal = (per_pair * next_valid).sum() / next_valid.sum().clamp(min=1.0)
+    if near_mean is not None:
+        spatial = (mean - near_mean).pow(2).sum(-1).mean()
+    return temporal, spatial
+
+
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     """``1 − Var(target − predicted) / Var(target)``; NaN when the target is constant."""
     var_target = target.var()
@@ -92,28 +118,42 @@ class MinibatchStep:
     """
 
     KEYS = ("obs", "actions", "logprobs", "advantages", "values", "returns")
-    """the batch fields a step reads"""
+    """the batch fields every step reads; with temporal smoothness also ``next_obs`` and ``next_valid``"""
 
     def __init__(self, agent: Policy, optimizer: torch.optim.Optimizer, params: PPOParams,
                  compile: bool = False) -> None:
         self.agent, self.optimizer, self.params, self.compiled = agent, optimizer, params, compile
+        self.smooth = params.smooth_temporal > 0 or params.smooth_spatial > 0
+        if self.smooth and agent.action.kind != "continuous":
+            raise ValueError("smoothness regularization (smooth_temporal, smooth_spatial) needs a Gaussian policy")
+        self.keys = self.KEYS + (("next_obs", "next_valid") if params.smooth_temporal > 0 else ())
         # A tensor, so a schedule (``set_clip``) changes it without recompiling the compiled loss.
         self.clip_coef = torch.tensor(float(params.clip_coef), device=next(agent.parameters()).device)
         self._loss = torch.compile(self._loss_eager) if compile else self._loss_eager
         self._apply = torch.compile(self._apply_eager) if compile else self._apply_eager
 
     def _loss_eager(self, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
-                    advantages: torch.Tensor, old_values: torch.Tensor,
-                    returns: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                    advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                    next_obs: torch.Tensor | None = None, next_valid: torch.Tensor | None = None,
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
         if p.norm_adv:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         dist, values = self.agent.dist_and_value(obs)
-        return ppo_loss(
+        loss, stats = ppo_loss(
             new_logprobs=dist.log_prob(actions), old_logprobs=old_logprobs, advantages=advantages,
             new_values=values, old_values=old_values, returns=returns, entropy=dist.entropy(),
             clip_coef=self.clip_coef, clip_vloss=p.clip_vloss, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
         )
+        if self.smooth:
+            mean = dist.mode()
+            next_mean = self.agent.dist(next_obs).mode() if next_obs is not None else None
+            near_mean = self.agent.dist(obs + p.smooth_sigma * torch.randn_like(obs)).mode() \
+                if p.smooth_spatial > 0 else None
+            temporal, spatial = smoothness_penalties(mean, next_mean, next_valid, near_mean)
+            loss = loss + p.smooth_temporal * temporal + p.smooth_spatial * spatial
+            stats["smooth_temporal"], stats["smooth_spatial"] = temporal.detach(), spatial.detach()
+        return loss, stats
 
     def set_clip(self, clip_coef: float) -> None:
         """The clip range ε for the following steps (annealing)."""
@@ -124,8 +164,7 @@ class MinibatchStep:
         self.optimizer.step()
 
     def __call__(self, batch: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-        loss, stats = self._loss(batch["obs"][idx], batch["actions"][idx], batch["logprobs"][idx],
-                                 batch["advantages"][idx], batch["values"][idx], batch["returns"][idx])
+        loss, stats = self._loss(*(batch[key][idx] for key in self.keys))
         # Compiled optimizer steps want gradient tensors that persist between calls.
         self.optimizer.zero_grad(set_to_none=not self.compiled)
         loss.backward()
@@ -165,7 +204,7 @@ def ppo_update(
         order = torch.randperm(size, device=batch["obs"].device)
         # One gather per epoch, then contiguous slices: the same minibatches as indexing each one,
         # without six small gathers per gradient step.
-        shuffled = {key: batch[key][order] for key in MinibatchStep.KEYS}
+        shuffled = {key: batch[key][order] for key in step.keys}
         epoch_kl = torch.zeros((), device=batch["obs"].device)
         epoch_mbs = 0
         for start in range(0, size - mb + 1, mb):

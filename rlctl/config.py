@@ -107,6 +107,14 @@ class PPOConfig:
     """scale rewards by the running std of the discounted return (VecNormalize-style)"""
     clip_reward: float = 10.0
     """scaled rewards are clipped to ±clip_reward"""
+    smooth_temporal: float = 0.0
+    """CAPS temporal smoothness λ_T (Mysore et al. 2021): penalize ``|μ(s_t) − μ(s_{t+1})|²`` within episodes
+    (Gaussian policies); fewer jittery commands, the chatter a real actuator cannot follow"""
+    smooth_spatial: float = 0.0
+    """CAPS spatial smoothness λ_S: penalize ``|μ(s) − μ(s + δ)|²``, δ ~ N(0, smooth_sigma²) in normalized
+    observation units: a flatter policy that amplifies sensor noise and model error less"""
+    smooth_sigma: float = 0.05
+    """std of the spatial-smoothness perturbation, in normalized observation units"""
     adam_eps: float = 1e-5
     """Adam ε (1e-5 as in the PPO baselines; torch's default is 1e-8)"""
 
@@ -292,6 +300,12 @@ def validate(cfg: Config) -> None:
                         f"({cfg.env.num_envs})")
     if cfg.run.num_workers > 1 and cfg.run.sampler == "inline":
         raise UserError("run.num_workers > 1 needs run.sampler=process or ray")
+    for path, value in {"ppo.smooth_temporal": cfg.ppo.smooth_temporal,
+                        "ppo.smooth_spatial": cfg.ppo.smooth_spatial}.items():
+        if value < 0:
+            raise UserError(f"{path} must be >= 0, got {value}")
+    if cfg.ppo.smooth_sigma <= 0:
+        raise UserError(f"ppo.smooth_sigma must be positive, got {cfg.ppo.smooth_sigma}")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:

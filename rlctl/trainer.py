@@ -54,6 +54,14 @@ class TrainResult:
 
 
 @torch.no_grad()
+def next_step_pairs(rollout: Rollout) -> dict[str, torch.Tensor]:
+    """``next_obs`` (the observation after each transition, flattened like ``obs``) and ``next_valid``
+    (1.0 where that observation continues the same episode) for temporal smoothness."""
+    valid = ~(rollout.terminated | rollout.truncated)
+    valid[-1] = False  # the rollout's last observation pairs with one the next rollout holds
+    return {"next_obs": torch.roll(rollout.obs, -1, 0).flatten(0, 1), "next_valid": valid.flatten().float()}
+
+
 def recompute_advantages(agent: Policy, rollout: Rollout, ppo: PPOConfig, batch: dict[str, torch.Tensor]) -> None:
     """Values, GAE advantages and returns of ``rollout`` under the critic as it is now, into ``batch``.
 
@@ -190,6 +198,9 @@ def train(
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     adapter = adapter_for(env.observation_space, env.action_space, critic_only_obs(env))
     env.close()
+    if (cfg.ppo.smooth_temporal > 0 or cfg.ppo.smooth_spatial > 0) and adapter.action.kind != "continuous":
+        raise UserError(f"ppo.smooth_temporal / smooth_spatial regularize a Gaussian policy's mean; {cfg.env.id} has "
+                        f"{adapter.action.kind} actions")
     device, why = resolve_device(cfg.run.device, update_probe(lambda d: _probe_step(cfg, adapter, d)))
     agent = build_agent(cfg, adapter, device)
     optimizer = make_optimizer(agent, cfg)
@@ -267,6 +278,8 @@ def train(
                                               cfg.ppo.gae_lambda)
             batch = rollout.flat()
             batch["advantages"], batch["returns"] = advantages.flatten(), returns.flatten()
+            if cfg.ppo.smooth_temporal > 0:
+                batch.update(next_step_pairs(rollout))
             refresh = partial(recompute_advantages, agent, rollout, cfg.ppo) if cfg.ppo.recompute_adv else None
             stats = ppo_update(agent, optimizer, batch, cfg.ppo, minibatch_step, refresh)
             update_s = time.perf_counter() - t_update
