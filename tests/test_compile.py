@@ -17,18 +17,22 @@ def test_compiled_minibatch_step_matches_eager_step() -> None:
     spec = ActionSpec("continuous", 3, low=(-1.0,) * 3, high=(1.0,) * 3)
     eager_agent = ActorCritic(5, spec, [16, 16])
     compiled_agent = copy.deepcopy(eager_agent)
+    # temporal smoothness on (deterministic), so its extra batch fields go through the compiled loss too
     params = SimpleNamespace(minibatch_size=32, update_epochs=1, clip_coef=0.2, clip_vloss=True, ent_coef=0.01,
-                             vf_coef=0.5, max_grad_norm=0.5, target_kl=None, norm_adv=True)
+                             vf_coef=0.5, max_grad_norm=0.5, target_kl=None, norm_adv=True, smooth_temporal=0.5,
+                             smooth_spatial=0.0, smooth_sigma=0.05)
     eager = MinibatchStep(eager_agent, torch.optim.Adam(eager_agent.parameters(), lr=1e-3, foreach=True), params)
     lr = torch.tensor(1e-3)
     compiled = MinibatchStep(compiled_agent, torch.optim.Adam(compiled_agent.parameters(), lr=lr, foreach=False),
                              params, compile=True)
     batch = {"obs": torch.randn(64, 5), "actions": torch.randn(64, 3), "logprobs": torch.randn(64) - 3,
-             "advantages": torch.randn(64), "values": torch.randn(64), "returns": torch.randn(64)}
+             "advantages": torch.randn(64), "values": torch.randn(64), "returns": torch.randn(64),
+             "next_obs": torch.randn(64, 5), "next_valid": (torch.rand(64) > 0.2).float()}
     for i in range(3):
         idx = torch.randperm(64)[:32]
         a, b = eager(batch, idx), compiled(batch, idx)
         torch.testing.assert_close(a["policy_loss"], b["policy_loss"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a["smooth_temporal"], b["smooth_temporal"], rtol=1e-4, atol=1e-6)
         if i == 1:  # an annealed LR is followed by the compiled step
             for group in eager.optimizer.param_groups:
                 group["lr"] = 5e-4
