@@ -84,6 +84,20 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
     return int(base * factor) if train_set == "randomized" else base
 
 
+def _changed_since(run: Path, task: str, train_set: str, seed: int, budget: int) -> list[str]:
+    """Config keys on which a finished run's saved ``config.yaml`` differs from the run this bench would start
+    (empty when they agree, or when the run directory is gone and only its summary is left)."""
+    from rlctl.config import config_diff, load_yaml, resolve_config
+
+    saved = run / "config.yaml"
+    if not saved.exists():
+        return []
+    want, _ = resolve_config(TASKS[task], None, {"env": {"kwargs": {"sim2real": train_set}},
+                                                 "ppo": {"total_timesteps": budget},
+                                                 "run": {"seed": seed, "eval_episodes": 0}})
+    return config_diff(load_yaml(saved.read_text()), want)
+
+
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
@@ -94,6 +108,11 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         name = _name(task, train_set, seed)
         budget = _budget(task, train_set, steps, factor)
         done = summaries / f"{name}.train.json"
+        changed = _changed_since(runs / name, task, train_set, seed, budget) if done.exists() else []
+        if changed:
+            raise UserError(f"{name} finished with a config that differs from what this bench trains now "
+                            f"({', '.join(changed)}); delete {done} and {done.with_name(name + '.eval.json')} to "
+                            "retrain it, or choose another --out")
         cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed),
                "--steps", str(budget), "--run-dir", str(runs / name), "--force", "--quiet",
                "--set", f"env.kwargs.sim2real={train_set}", "--set", "run.eval_episodes=0"]

@@ -410,6 +410,18 @@ def resolve_config(
     return cfg, name
 
 
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys (``ppo.smooth_temporal``, ``env.kwargs.sim2real``) whose values differ between two configs."""
+
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    fa, fb = flat(to_dict(a), ""), flat(to_dict(b), "")
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+
+
 def save_yaml(cfg: Config) -> str:
     """YAML text of the resolved config."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

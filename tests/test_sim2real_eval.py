@@ -66,4 +66,10 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
     assert (out / "uav_hover_curves.png").stat().st_size > 5_000
     policy = json.loads((out / "runs" / "uav" / "hover__nominal__s1.eval.json").read_text())
     assert policy["results"]["policy"]["held-out"]["episodes"] == 2
+    # a finished run whose config no longer matches what the bench would train is not silently reused
+    saved = runs / "hover__nominal__s1" / "config.yaml"
+    saved.write_text(saved.read_text().replace("learning_rate: 0.0003", "learning_rate: 0.001"))
+    assert_user_error(rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps",
+                            "2048", "--episodes", "2", "--out", str(out), "--runs-dir", str(runs), check=False),
+                      "ppo.learning_rate")
     assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")
