@@ -53,7 +53,6 @@ class TrainResult:
     agent: Policy
 
 
-@torch.no_grad()
 def next_step_pairs(rollout: Rollout) -> dict[str, torch.Tensor]:
     """``next_obs`` (the observation after each transition, flattened like ``obs``) and ``next_valid``
     (1.0 where that observation continues the same episode) for temporal smoothness."""
@@ -62,6 +61,7 @@ def next_step_pairs(rollout: Rollout) -> dict[str, torch.Tensor]:
     return {"next_obs": torch.roll(rollout.obs, -1, 0).flatten(0, 1), "next_valid": valid.flatten().float()}
 
 
+@torch.no_grad()
 def recompute_advantages(agent: Policy, rollout: Rollout, ppo: PPOConfig, batch: dict[str, torch.Tensor]) -> None:
     """Values, GAE advantages and returns of ``rollout`` under the critic as it is now, into ``batch``.
 
