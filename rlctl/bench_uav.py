@@ -84,18 +84,16 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
     return int(base * factor) if train_set == "randomized" else base
 
 
-def _changed_since(run: Path, task: str, train_set: str, seed: int, budget: int) -> list[str]:
-    """Config keys on which a finished run's saved ``config.yaml`` differs from the run this bench would start
-    (empty when they agree, or when the run directory is gone and only its summary is left)."""
+def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
+    """Config keys on which a finished run's saved ``config.yaml`` differs from what ``rlctl train --env TASK
+    --set …`` with these ``sets`` would run now (empty when they agree, or when the run directory is gone and
+    only its summary is left)."""
     from rlctl.config import config_diff, load_yaml, resolve_config
 
     saved = run / "config.yaml"
     if not saved.exists():
         return []
-    want, _ = resolve_config(TASKS[task], None, {"env": {"kwargs": {"sim2real": train_set}},
-                                                 "ppo": {"total_timesteps": budget},
-                                                 "run": {"seed": seed, "eval_episodes": 0}})
-    return config_diff(load_yaml(saved.read_text()), want)
+    return config_diff(load_yaml(saved.read_text()), resolve_config(TASKS[task], set_items=sets)[0])
 
 
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
@@ -108,14 +106,15 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         name = _name(task, train_set, seed)
         budget = _budget(task, train_set, steps, factor)
         done = summaries / f"{name}.train.json"
-        changed = _changed_since(runs / name, task, train_set, seed, budget) if done.exists() else []
+        sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", f"env.kwargs.sim2real={train_set}",
+                "run.eval_episodes=0"]  # what the run is given, and what a finished one is checked against
+        changed = _changed_since(runs / name, task, sets) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
                             f"({', '.join(changed)}); delete {done} and {done.with_name(name + '.eval.json')} to "
                             "retrain it, or choose another --out")
-        cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--seed", str(seed),
-               "--steps", str(budget), "--run-dir", str(runs / name), "--force", "--quiet",
-               "--set", f"env.kwargs.sim2real={train_set}", "--set", "run.eval_episodes=0"]
+        cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--run-dir", str(runs / name),
+               "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
 
         def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
             done.write_text(json.dumps({"wall_s": wall_s, "steps": budget}))

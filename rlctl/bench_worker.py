@@ -66,7 +66,7 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
 def run_rlctl(cfg: Config) -> dict[str, Any]:
     from rlctl.evaluate import evaluate_policy
     from rlctl.logger import read_metrics
-    from rlctl.spaces import adapter_for, critic_only_obs
+    from rlctl.spaces import adapter_for_env
     from rlctl.trainer import train
 
     marks: list[tuple[int, float]] = []
@@ -88,7 +88,7 @@ def run_rlctl(cfg: Config) -> dict[str, Any]:
     from envs.make import make_env
 
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    adapter = adapter_for(env.observation_space, env.action_space, critic_only_obs(env))
+    adapter = adapter_for_env(env)
     env.close()
     ev = evaluate_policy(result.agent, adapter, cfg, EVAL_EPISODES, True, EVAL_SEED) if EVAL_EPISODES else \
         {"returns": []}

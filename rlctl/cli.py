@@ -96,7 +96,7 @@ def _load_policy(target: str) -> tuple[Any, Any, Any, Path]:
     from envs.make import make_env
     from rlctl.checkpoint import load_checkpoint
     from rlctl.config import load_yaml
-    from rlctl.spaces import adapter_for, critic_only_obs
+    from rlctl.spaces import adapter_for_env
     from rlctl.trainer import build_agent
 
     path = Path(target)
@@ -106,7 +106,7 @@ def _load_policy(target: str) -> tuple[Any, Any, Any, Path]:
     ckpt = load_checkpoint(ckpt_path)
     cfg = load_yaml(ckpt["config"])
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    adapter = adapter_for(env.observation_space, env.action_space, critic_only_obs(env))
+    adapter = adapter_for_env(env)
     env.close()
     agent = build_agent(cfg, adapter, torch.device("cpu"))
     try:

@@ -83,7 +83,7 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     """A sampler worker's envs ``[start, start + count)``, CPU policy copy and collector."""
     from envs.make import make_vector_env
     from rlctl.config import load_yaml
-    from rlctl.spaces import adapter_for, critic_only_obs
+    from rlctl.spaces import adapter_for_env
     from rlctl.trainer import build_agent
 
     start, count = env_slice
@@ -94,7 +94,7 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     vectorization = "envpool" if cfg.env.vectorization == "envpool" else "sync"  # a worker is one process already
     envs = make_vector_env(cfg.env.id, count, vectorization, cfg.env.kwargs, cfg.env.max_episode_steps,
                            reward_fn=reward_fn)
-    adapter = adapter_for(envs.single_observation_space, envs.single_action_space, critic_only_obs(envs))
+    adapter = adapter_for_env(envs)
     agent = build_agent(cfg, adapter, torch.device("cpu"))
     collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs)
     collector.reset(seed + start)  # env i of the whole vector is seeded with seed + i, as inline

@@ -60,9 +60,6 @@ class SpaceAdapter:
         return actions.reshape(actions.shape[0], *(space.shape or ())).astype(space.dtype, copy=False)
 
 
-def critic_only_obs(env: Any) -> int:
-    """What an env (single or vector) declares under ``envs.make.CRITIC_ONLY_OBS``; 0 when nothing."""
-    return int((getattr(env, "metadata", None) or {}).get(CRITIC_ONLY_OBS, 0))
 
 
 def adapter_for(obs_space: spaces.Space, action_space: spaces.Space, critic_only: int = 0) -> SpaceAdapter:
@@ -74,6 +71,15 @@ def adapter_for(obs_space: spaces.Space, action_space: spaces.Space, critic_only
                         f"observation with more entries than that; got {obs_space}")
     return SpaceAdapter(obs_space, action_space, obs_dim, _action_spec(action_space),
                         tuple(obs_space.shape) if image and obs_space.shape else None, critic_only)
+
+
+def adapter_for_env(env: Any) -> SpaceAdapter:
+    """:func:`adapter_for` an env (single or vector), with the critic-only count it declares in its metadata
+    under ``envs.make.CRITIC_ONLY_OBS`` (0 when it declares none)."""
+    obs_space = getattr(env, "single_observation_space", env.observation_space)
+    action_space = getattr(env, "single_action_space", env.action_space)
+    critic_only = int((getattr(env, "metadata", None) or {}).get(CRITIC_ONLY_OBS, 0))
+    return adapter_for(obs_space, action_space, critic_only)
 
 
 def is_image_space(space: spaces.Space) -> bool:

@@ -36,7 +36,7 @@ from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.ray_sampler import RaySampler
 from rlctl.sampler import InlineSampler, ProcessSampler
-from rlctl.spaces import SpaceAdapter, adapter_for, critic_only_obs, rollout_for
+from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.yaml"
@@ -196,7 +196,7 @@ def train(
     torch.manual_seed(seed)
 
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    adapter = adapter_for(env.observation_space, env.action_space, critic_only_obs(env))
+    adapter = adapter_for_env(env)
     env.close()
     if (cfg.ppo.smooth_temporal > 0 or cfg.ppo.smooth_spatial > 0) and adapter.action.kind != "continuous":
         raise UserError(f"ppo.smooth_temporal / smooth_spatial regularize a Gaussian policy's mean; {cfg.env.id} has "

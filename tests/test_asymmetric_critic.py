@@ -15,7 +15,7 @@ from agents.policy import ActorCritic
 from envs.uav import privileged
 from rlctl.errors import UserError
 from rlctl.export import export_policy
-from rlctl.spaces import adapter_for, critic_only_obs
+from rlctl.spaces import adapter_for, adapter_for_env
 
 SPEC = ActionSpec(kind="continuous", dim=2, low=(-1.0, -1.0), high=(1.0, 1.0))
 
@@ -81,7 +81,7 @@ def test_quad_privileged_state_is_the_simulators_truth_and_leaves_the_actor_part
     kwargs = {"action_mode": "ctbr", "error_integral": True, "sim2real": "held-out"}
     plain = gym.make("rlctl/QuadHover-v0", **kwargs)
     env = gym.make("rlctl/QuadHover-v0", privileged_obs=True, **kwargs)
-    assert critic_only_obs(env) == privileged.DIM and critic_only_obs(plain) == 0
+    assert adapter_for_env(env).critic_only_obs == privileged.DIM and adapter_for_env(plain).critic_only_obs == 0
     obs, info = env.reset(seed=7)
     ref, _ = plain.reset(seed=7)
     action = np.full(env.action_space.shape, 0.1, np.float32)
