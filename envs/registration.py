@@ -13,9 +13,10 @@ import gymnasium as gym
 QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "QuadGatesEnv"}
 
 
-def make_quad(task: str = "hover", sim2real: str = "nominal", error_integral: bool = False,
-              privileged_obs: bool = False, **kwargs: Any) -> gym.Env:
-    """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets, optionally with the
+def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: float = 0.0,
+              error_integral: bool = False, privileged_obs: bool = False, **kwargs: Any) -> gym.Env:
+    """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets (its delays drawn by
+    failure rate with ``latency_priority`` > 0: :class:`envs.sim2real.LatencyPriority`), optionally with the
     integral of the observed target error appended to the observation (:mod:`envs.uav.integral`), and
     optionally with critic-only privileged state appended after that (:mod:`envs.uav.privileged`)."""
     from envs.sim2real import apply_sim2real
@@ -27,7 +28,7 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", error_integral: bo
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
     env = getattr(tasks, QUAD_TASKS[task])(**kwargs)
     try:
-        env = apply_sim2real(env, sim2real)
+        env = apply_sim2real(env, sim2real, latency_priority)
         env = TargetErrorIntegral(env) if error_integral else env
         return PrivilegedObservation(env) if privileged_obs else env
     except ValueError:

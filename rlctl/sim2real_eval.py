@@ -56,9 +56,13 @@ def baseline_for(name: str, env: Any) -> Any:
     raise UserError(f"unknown baseline {name!r}; choose from pid (quadrotor), ik (arm)")
 
 
+SET_KWARGS = ("sim2real", "latency_priority")
+
+
 def without_set(env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``env_kwargs`` without its sim-to-real set: each evaluation set brings its own wrappers."""
-    return {k: v for k, v in env_kwargs.items() if k != "sim2real"}
+    """``env_kwargs`` without its sim-to-real set and the set's training-only sampling: each evaluation set
+    brings its own wrappers, and draws from its fixed distribution."""
+    return {k: v for k, v in env_kwargs.items() if k not in SET_KWARGS}
 
 
 def preset_env_kwargs(env_id: str) -> dict[str, Any]:

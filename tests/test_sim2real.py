@@ -152,3 +152,65 @@ def test_error_integral_accumulates_a_near_offset_holds_a_far_one_and_resets() -
     obs, _ = env.reset(seed=1)
     assert np.all(obs[-3:] == 0.0)
     env.close()
+
+
+class _DelayProbe(gym.Env):
+    """One-step episodes that fail exactly when the episode's delays are (3, 2), read back from the wrappers."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self) -> None:
+        self.hard = False
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        options = options or {}
+        self.hard = (options.get("obs_delay"), options.get("action_delay")) == (3, 2)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(1, np.float32), 0.0, False, True, {"is_success": not self.hard}
+
+
+def test_forced_delays_are_used_in_range_and_rejected_outside_it() -> None:
+    env = ObservationDelay(ActionDelay(QuadHoverEnv(), (0, 2)), (0, 3))
+    _, info = env.reset(seed=0, options={"obs_delay": 3, "action_delay": 1})
+    assert (info["sim2real"]["obs_delay"], info["sim2real"]["action_delay"]) == (3, 1)
+    with pytest.raises(ValueError, match="outside"):
+        env.reset(seed=0, options={"obs_delay": 4})
+
+
+def test_latency_priority_moves_episodes_to_the_failing_pair_and_keeps_the_others() -> None:
+    from envs.sim2real import LatencyPriority
+
+    env = LatencyPriority(ObservationDelay(ActionDelay(_DelayProbe(), (0, 2)), (0, 3)), (0, 3), (0, 2), share=0.5)
+    counts = {pair: 0 for pair in env.pairs}
+    env.reset(seed=0)
+    for _ in range(3000):
+        counts[env.pairs[env._current]] += 1
+        env.step(np.zeros(1, np.float32))
+        env.reset()
+    share_hard = counts[(3, 2)] / 3000
+    # uniform would give 1/12; with every other pair succeeding, half the episodes go to the failing one
+    assert 0.45 < share_hard < 0.6
+    assert min(counts.values()) > 50
+    assert env.probabilities()[env.pairs.index((3, 2))] == pytest.approx(0.5 + 0.5 / 12, abs=0.01)
+
+
+def test_latency_priority_is_seeded_training_only_and_needs_latency() -> None:
+    from rlctl.sim2real_eval import without_set
+
+    env = gym.make("rlctl/QuadHover-v0", sim2real="randomized", latency_priority=0.5)
+    delays = [(i["sim2real"]["obs_delay"], i["sim2real"]["action_delay"])
+              for i in (env.reset(seed=s)[1] for s in range(8))]
+    again = gym.make("rlctl/QuadHover-v0", sim2real="randomized", latency_priority=0.5)
+    assert delays == [(i["sim2real"]["obs_delay"], i["sim2real"]["action_delay"])
+                      for i in (again.reset(seed=s)[1] for s in range(8))]
+    assert without_set({"sim2real": "randomized", "latency_priority": 0.5, "error_integral": True}) == {
+        "error_integral": True}
+    with pytest.raises(EnvError, match="latency_priority"):
+        make_env("rlctl/QuadHover-v0", {"latency_priority": 0.5})
+    with pytest.raises(ValueError, match="share"):
+        from envs.sim2real import LatencyPriority
+
+        LatencyPriority(QuadHoverEnv(), (0, 1), (0, 1), share=1.5)
