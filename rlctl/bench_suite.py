@@ -184,6 +184,15 @@ def _random_score(env_id: str, episodes: int = 10) -> float:
     return total / episodes
 
 
+def _sb3_unmatched(tasks: list[str]) -> dict[str, list[str]]:
+    """Per task, the preset settings SB3's PPO cannot take (:func:`rlctl.bench_worker.sb3_unmatched`)."""
+    from rlctl.bench_worker import sb3_unmatched
+    from rlctl.config import resolve_config
+
+    found = {task: sb3_unmatched(resolve_config(task)[0]) for task in tasks}
+    return {task: items for task, items in found.items() if items}
+
+
 def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
     from rlctl.bench import _load_runs, _machine, _plot_returns, mean_std
 
@@ -196,6 +205,7 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for r in runs)]
     tasks += sorted({r["env"] for r in runs} - set(tasks))
     steps = max(r["budget"] for r in runs)
+    unmatched = _sb3_unmatched(sorted({r["env"] for r in runs if r["lib"] == "sb3"}))
     lines = [
         "# MuJoCo v5: rlctl PPO with each task's preset", "",
         f"Command: `rlctl bench suite --tasks {args.tasks} --seeds {args.seeds} --steps {args.steps} "
@@ -204,7 +214,8 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
         "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark) "
         "and of a 10-episode deterministic evaluation with frozen normalization; mean ± std across seeds. Each "
         "task trains with its entry in `rlctl/presets/ppo.yaml` (chosen by the screen in mujoco-v5-screen.md); "
-        "SB3 runs the same settings at the same budget. The anchors are published PPO results: mind their "
+        f"SB3 runs the same settings{' (where its PPO has them: see below the table)' if unmatched else ''} at "
+        "the same budget. The anchors are published PPO results: mind their "
         "metric, version and seed count before comparing.", "",
         "| task | lib | seeds | last-100 return | det. eval | target | wall (min) | SPS | published anchors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
@@ -227,6 +238,9 @@ def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
             low, ref = _random_score(task), ANCHORS[task][0][0]
             normalized.append((np.array(rl) - low) / (ref - low))
         _plot_returns([r for r in runs if r["env"] == task], out / f"mujoco-v5_{task}.png", task, "per-task preset")
+    if unmatched:
+        lines += ["", "SB3 has no equivalent for some preset settings, so its runs do without them: " +
+                  "; ".join(f"{task}: {', '.join(items)}" for task, items in unmatched.items()) + "."]
     if normalized:
         low, high = stratified_bootstrap_ci(normalized, args.bootstrap)
         lines += ["", f"Aggregate over {len(normalized)} tasks: IQM of the normalized last-100 score "

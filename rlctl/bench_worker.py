@@ -63,6 +63,22 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
     }
 
 
+def sb3_unmatched(cfg: Config) -> list[str]:
+    """Settings of ``cfg`` that :func:`sb3_kwargs` cannot give SB3's PPO: its runs do without them, and the
+    report says so next to the comparison."""
+    p = cfg.ppo
+    out = []
+    if p.recompute_adv:
+        out.append("ppo.recompute_adv (SB3 computes advantages once per rollout)")
+    if p.smooth_temporal or p.smooth_spatial:
+        out.append("ppo.smooth_temporal/smooth_spatial (SB3 has no CAPS terms)")
+    if p.target_kl is not None:
+        out.append("ppo.target_kl (SB3 stops mid-epoch at 1.5x it, rlctl after an epoch whose mean KL exceeds it)")
+    if p.adam_eps != 1e-5:
+        out.append(f"ppo.adam_eps={p.adam_eps:g} (SB3's PPO uses 1e-5)")
+    return out
+
+
 def run_rlctl(cfg: Config) -> dict[str, Any]:
     from rlctl.evaluate import evaluate_policy
     from rlctl.logger import read_metrics
