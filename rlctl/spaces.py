@@ -60,8 +60,6 @@ class SpaceAdapter:
         return actions.reshape(actions.shape[0], *(space.shape or ())).astype(space.dtype, copy=False)
 
 
-
-
 def adapter_for(obs_space: spaces.Space, action_space: spaces.Space, critic_only: int = 0) -> SpaceAdapter:
     """Check the spaces are supported and build the adapter; unsupported ones get a clear error."""
     image = is_image_space(obs_space)
