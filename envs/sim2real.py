@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -287,6 +287,19 @@ class RandomPush(gym.Wrapper):
         return obs, reward, terminated, truncated, dict(info, pushes=self.pushes)
 
 
+_W = TypeVar("_W", bound=gym.Wrapper)
+
+
+def _wrapped(env: gym.Env, kind: type[_W]) -> _W:
+    """The wrapper of type ``kind`` inside ``env``'s wrapper chain (ValueError when there is none)."""
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, kind):
+            return inner
+        inner = inner.env
+    raise ValueError(f"no {kind.__name__} inside {env}: LatencyPriority wraps the delay wrappers")
+
+
 class LatencyPriority(gym.Wrapper):
     """Choose each training episode's (observation, action) delay pair by how often the policy fails with it.
 
@@ -304,17 +317,18 @@ class LatencyPriority(gym.Wrapper):
     stronger perturbations than training ever shows.
 
     For training only: evaluation draws its delays from the fixed set. It wraps the delay wrappers
-    (outermost) and tells them the pair through ``reset(options=...)``. An episode counts as a success
-    when its last step says ``info["is_success"]``. An episode cut short by a reset is not counted.
+    (outermost), reads their ranges, and tells them the pair through ``reset(options=...)``. An episode
+    counts as a success when its last step says ``info["is_success"]``. An episode cut short by a reset is
+    not counted.
     """
 
     SALT = 6
 
-    def __init__(self, env: gym.Env, obs_delay: tuple[int, int], action_delay: tuple[int, int],
-                 share: float = 0.5, rate: float = 0.1) -> None:
+    def __init__(self, env: gym.Env, share: float = 0.5, rate: float = 0.1) -> None:
         super().__init__(env)
         if not 0.0 < share <= 1.0 or not 0.0 < rate <= 1.0:
             raise ValueError(f"share and rate must be in (0, 1], got share={share}, rate={rate}")
+        obs_delay, action_delay = _wrapped(env, ObservationDelay).steps, _wrapped(env, ActionDelay).steps
         self.pairs = [(o, a) for o in range(obs_delay[0], obs_delay[1] + 1)
                       for a in range(action_delay[0], action_delay[1] + 1)]
         self.share, self.rate = share, rate
@@ -381,4 +395,4 @@ def apply_sim2real(env: gym.Env, level: str, latency_priority: float = 0.0) -> g
     env = ActionDelay(env, spec.action_delay)
     env = SensorNoise(env, scale=spec.noise_scale)
     env = ObservationDelay(env, spec.obs_delay)
-    return LatencyPriority(env, spec.obs_delay, spec.action_delay, latency_priority) if latency_priority else env
+    return LatencyPriority(env, latency_priority) if latency_priority else env

@@ -50,7 +50,7 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
     if p.anneal_lr:
         lr = lambda progress_remaining: p.learning_rate * progress_remaining
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU}[cfg.policy.activation]
-    return {
+    kwargs: dict[str, Any] = {
         "n_steps": p.num_steps, "batch_size": p.minibatch_size, "n_epochs": p.update_epochs,
         "learning_rate": lr, "gamma": p.gamma, "gae_lambda": p.gae_lambda,
         "clip_range": (lambda progress_remaining: p.clip_coef * progress_remaining) if p.anneal_clip else p.clip_coef,
@@ -61,11 +61,14 @@ def sb3_kwargs(cfg: Config) -> dict[str, Any]:
             "activation_fn": act, "ortho_init": cfg.policy.ortho_init, "log_std_init": cfg.policy.log_std_init,
         },
     }
+    if p.adam_eps != 1e-5:  # SB3's PPO default is Adam(eps=1e-5); leave its kwargs as they were otherwise
+        kwargs["policy_kwargs"]["optimizer_kwargs"] = {"eps": p.adam_eps}
+    return kwargs
 
 
 def sb3_unmatched(cfg: Config) -> list[str]:
     """Settings of ``cfg`` that :func:`sb3_kwargs` cannot give SB3's PPO: its runs do without them, and the
-    report says so next to the comparison."""
+    report says so next to the comparison. (``adam_eps`` is not one: it goes through ``optimizer_kwargs``.)"""
     p = cfg.ppo
     out = []
     if p.recompute_adv:
@@ -74,8 +77,6 @@ def sb3_unmatched(cfg: Config) -> list[str]:
         out.append("ppo.smooth_temporal/smooth_spatial (SB3 has no CAPS terms)")
     if p.target_kl is not None:
         out.append("ppo.target_kl (SB3 stops mid-epoch at 1.5x it, rlctl after an epoch whose mean KL exceeds it)")
-    if p.adam_eps != 1e-5:
-        out.append(f"ppo.adam_eps={p.adam_eps:g} (SB3's PPO uses 1e-5)")
     return out
 
 

@@ -123,12 +123,14 @@ def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tm
 
 def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
     from rlctl.bench_suite import _sb3_unmatched
-    from rlctl.bench_worker import sb3_unmatched
+    from rlctl.bench_worker import sb3_kwargs, sb3_unmatched
     from rlctl.config import resolve_config
 
     hopper = resolve_config("Hopper-v5")[0]  # Tianshou's settings: advantages recomputed every epoch
     assert any(item.startswith("ppo.recompute_adv") for item in sb3_unmatched(hopper))
     assert sb3_unmatched(resolve_config("Walker2d-v5")[0]) == []  # SB3's own defaults
     kl = resolve_config("Walker2d-v5", set_items=["ppo.target_kl=0.02", "ppo.adam_eps=1e-8"])[0]
-    assert [item.split(" ")[0] for item in sb3_unmatched(kl)] == ["ppo.target_kl", "ppo.adam_eps=1e-08"]
+    assert [item.split(" ")[0] for item in sb3_unmatched(kl)] == ["ppo.target_kl"]
+    assert sb3_kwargs(kl)["policy_kwargs"]["optimizer_kwargs"] == {"eps": 1e-8}  # Adam's eps does reach SB3
+    assert "optimizer_kwargs" not in sb3_kwargs(resolve_config("Walker2d-v5")[0])["policy_kwargs"]
     assert list(_sb3_unmatched(["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"])) == ["Hopper-v5"]

@@ -183,7 +183,8 @@ def test_forced_delays_are_used_in_range_and_rejected_outside_it() -> None:
 def test_latency_priority_moves_episodes_to_the_failing_pair_and_keeps_the_others() -> None:
     from envs.sim2real import LatencyPriority
 
-    env = LatencyPriority(ObservationDelay(ActionDelay(_DelayProbe(), (0, 2)), (0, 3)), (0, 3), (0, 2), share=0.5)
+    env = LatencyPriority(ObservationDelay(ActionDelay(_DelayProbe(), (0, 2)), (0, 3)), share=0.5)
+    assert len(env.pairs) == 12  # ranges read from the delay wrappers inside
     counts = {pair: 0 for pair in env.pairs}
     env.reset(seed=0)
     for _ in range(3000):
@@ -213,4 +214,6 @@ def test_latency_priority_is_seeded_training_only_and_needs_latency() -> None:
     with pytest.raises(ValueError, match="share"):
         from envs.sim2real import LatencyPriority
 
-        LatencyPriority(QuadHoverEnv(), (0, 1), (0, 1), share=1.5)
+        LatencyPriority(ObservationDelay(ActionDelay(QuadHoverEnv(), (0, 1)), (0, 1)), share=1.5)
+    with pytest.raises(ValueError, match="no ObservationDelay"):
+        LatencyPriority(ActionDelay(QuadHoverEnv(), (0, 1)))
