@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,11 +131,21 @@ def run_ceiling(cfg: Config) -> dict[str, Any]:
     return {"wall_s": wall, "steps": steps, "episodes": [], "eval": [float("nan")], "steady_sps": steps / wall}
 
 
-def run_sb3(cfg: Config) -> dict[str, Any]:
+def sb3_env_maker(cfg: Config) -> Callable[[], Any]:
+    """One env of SB3's vector env: the same id, keyword arguments and time limit as rlctl's."""
     import gymnasium as gym
+    from stable_baselines3.common.monitor import Monitor
+
+    if cfg.env.id.startswith("ALE/"):  # the same preprocessed env stack as rlctl (envs/atari.py); whole games
+        from envs.make import make_env
+
+        return lambda: make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    return lambda: Monitor(gym.make(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps, **cfg.env.kwargs))
+
+
+def run_sb3(cfg: Config) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     episodes: list[list[float]] = []
@@ -155,15 +165,7 @@ def run_sb3(cfg: Config) -> dict[str, Any]:
             return True
 
     atari = cfg.env.id.startswith("ALE/")
-    if atari:  # the same preprocessed env stack as rlctl (envs/atari.py); whole games are the episodes
-        from envs.make import make_env
-
-        def make() -> gym.Env:
-            return make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    else:
-        def make() -> gym.Env:
-            return Monitor(gym.make(cfg.env.id))
-
+    make = sb3_env_maker(cfg)
     t0 = time.perf_counter()
     venv: Any = DummyVecEnv([make for _ in range(cfg.env.num_envs)])
     normalize = not atari and (cfg.policy.normalize_obs or cfg.ppo.normalize_reward)  # CNNs take raw pixels

@@ -134,3 +134,21 @@ def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
     assert sb3_kwargs(kl)["policy_kwargs"]["optimizer_kwargs"] == {"eps": 1e-8}  # Adam's eps does reach SB3
     assert "optimizer_kwargs" not in sb3_kwargs(resolve_config("Walker2d-v5")[0])["policy_kwargs"]
     assert list(_sb3_unmatched(["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"])) == ["Hopper-v5"]
+
+
+def test_sb3_runs_get_the_env_kwargs_and_time_limit_of_the_preset() -> None:
+    from rlctl.bench_worker import sb3_env_maker
+    from rlctl.config import resolve_config
+
+    ant = resolve_config("Ant-v5", set_items=["env.max_episode_steps=50"])[0]
+    assert ant.env.kwargs == {"include_cfrc_ext_in_observation": False}
+    env = sb3_env_maker(ant)()
+    assert env.observation_space.shape == (27,)  # contact forces left out, as rlctl's own env does
+    env.reset(seed=0)
+    steps = 0
+    truncated = terminated = False
+    while not (truncated or terminated):
+        _, _, terminated, truncated, _ = env.step(np.zeros(8, np.float32))
+        steps += 1
+    assert truncated and steps == 50
+    env.close()
