@@ -34,6 +34,22 @@ def test_every_shipped_preset_resolves() -> None:
         resolve_config("CartPole-v1", name)
 
 
+def test_env_kwargs_of_every_env_entry_are_accepted_by_its_env() -> None:
+    """A misspelt keyword in a preset would otherwise only surface when someone trains that task."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the rlctl/* ids)
+    from envs.make import make_env
+
+    checked = []
+    for name, entry in load_presets().items():
+        if name in gym.registry and (entry.get("env") or {}).get("kwargs"):
+            cfg = resolve_config(name)[0]
+            make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps).close()
+            checked.append(name)
+    assert {"Ant-v5", "rlctl/QuadHover-v0", "rlctl/QuadWaypoint-v0"} <= set(checked)
+
+
 def test_saved_yaml_round_trips() -> None:
     cfg, _ = resolve_config("Hopper-v5", None, None, ["ppo.target_kl=0.02"])
     assert load_yaml(save_yaml(cfg)) == cfg
