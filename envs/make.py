@@ -6,7 +6,7 @@ import difflib
 import importlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -94,6 +94,19 @@ def env_factory(
         return Snapshot(env)
 
     return thunk
+
+
+_W = TypeVar("_W", bound=gym.Wrapper)
+
+
+def find_wrapper(env: gym.Env, kind: type[_W]) -> _W | None:
+    """The outermost wrapper of type ``kind`` in ``env``'s wrapper chain, or None when there is none."""
+    node: Any = env
+    while isinstance(node, gym.Wrapper):
+        if isinstance(node, kind):
+            return node
+        node = node.env
+    return None
 
 
 def make_env(

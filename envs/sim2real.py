@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, SupportsFloat, TypeVar
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
+from envs.make import find_wrapper
 from envs.uav.model import QuadParams
 
 
@@ -287,19 +288,6 @@ class RandomPush(gym.Wrapper):
         return obs, reward, terminated, truncated, dict(info, pushes=self.pushes)
 
 
-_W = TypeVar("_W", bound=gym.Wrapper)
-
-
-def _wrapped(env: gym.Env, kind: type[_W]) -> _W:
-    """The wrapper of type ``kind`` inside ``env``'s wrapper chain (ValueError when there is none)."""
-    inner: Any = env
-    while isinstance(inner, gym.Wrapper):
-        if isinstance(inner, kind):
-            return inner
-        inner = inner.env
-    raise ValueError(f"no {kind.__name__} inside {env}: LatencyPriority wraps the delay wrappers")
-
-
 class LatencyPriority(gym.Wrapper):
     """Choose each training episode's (observation, action) delay pair by how often the policy fails with it.
 
@@ -328,9 +316,14 @@ class LatencyPriority(gym.Wrapper):
         super().__init__(env)
         if not 0.0 < share <= 1.0 or not 0.0 < rate <= 1.0:
             raise ValueError(f"share and rate must be in (0, 1], got share={share}, rate={rate}")
-        obs_delay, action_delay = _wrapped(env, ObservationDelay).steps, _wrapped(env, ActionDelay).steps
-        self.pairs = [(o, a) for o in range(obs_delay[0], obs_delay[1] + 1)
-                      for a in range(action_delay[0], action_delay[1] + 1)]
+        ranges = []
+        for kind in (ObservationDelay, ActionDelay):
+            found = find_wrapper(env, kind)
+            if found is None:
+                raise ValueError(f"no {kind.__name__} inside {env}: LatencyPriority wraps the delay wrappers")
+            ranges.append(found.steps)
+        (o_lo, o_hi), (a_lo, a_hi) = ranges
+        self.pairs = [(o, a) for o in range(o_lo, o_hi + 1) for a in range(a_lo, a_hi + 1)]
         self.share, self.rate = share, rate
         self.failure = np.ones(len(self.pairs))
         self._rng: np.random.Generator | None = None

@@ -132,15 +132,17 @@ def run_ceiling(cfg: Config) -> dict[str, Any]:
 
 
 def sb3_env_maker(cfg: Config) -> Callable[[], Any]:
-    """One env of SB3's vector env: the same id, keyword arguments and time limit as rlctl's."""
-    import gymnasium as gym
+    """One env of SB3's vector env: rlctl's own (same id, keyword arguments and time limit; Atari gets the same
+    preprocessed stack, envs/atari.py, whose episodes are whole games), with SB3's Monitor on the others."""
     from stable_baselines3.common.monitor import Monitor
 
-    if cfg.env.id.startswith("ALE/"):  # the same preprocessed env stack as rlctl (envs/atari.py); whole games
-        from envs.make import make_env
+    from envs.make import make_env
 
-        return lambda: make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    return lambda: Monitor(gym.make(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps, **cfg.env.kwargs))
+    def make() -> Any:
+        env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+        return env if cfg.env.id.startswith("ALE/") else Monitor(env)
+
+    return make
 
 
 def run_sb3(cfg: Config) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
     """Control rate of the env, when it says: ``ctrl_hz`` on ``env.unwrapped`` (robot envs), else ``1 / dt``
     (MuJoCo and some classic-control envs). ``None`` when the env exposes neither or cannot be built."""
     try:
-        from envs.make import make_env
+        from envs.make import find_wrapper, make_env
 
         env = make_env(env_id, kwargs, max_episode_steps)
     except Exception:  # the export does not depend on it; _load_policy already built this env once
@@ -372,11 +372,9 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
             info["observation_layout"] = {k: [v.start, v.stop] for k, v in slices.items()}
         from envs.uav.integral import TargetErrorIntegral
 
-        wrapper: Any = env
-        while hasattr(wrapper, "env"):
-            if isinstance(wrapper, TargetErrorIntegral):  # state on-board code must keep
-                info["error_integral"] = wrapper.describe()
-            wrapper = wrapper.env
+        integral = find_wrapper(env, TargetErrorIntegral)
+        if integral is not None:  # state on-board code must keep
+            info["error_integral"] = integral.describe()
         if kwargs:
             info["env_kwargs"] = dict(kwargs)
         return info or None

@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.make import CRITIC_ONLY_OBS
+from envs.make import CRITIC_ONLY_OBS, find_wrapper
 from envs.sim2real import ActionDelay, ObservationDelay
 
 FEATURES: tuple[tuple[str, int], ...] = (
@@ -54,21 +54,14 @@ class PrivilegedObservation(gym.ObservationWrapper):
         dim = int(np.prod(env.observation_space.shape or (0,))) + DIM
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self.metadata = {**env.metadata, CRITIC_ONLY_OBS: DIM}
-        self._delays: dict[str, gym.Wrapper] = {}
-        wrapper: Any = env
-        while isinstance(wrapper, gym.Wrapper):
-            if isinstance(wrapper, ObservationDelay):
-                self._delays["obs_delay"] = wrapper
-            elif isinstance(wrapper, ActionDelay):
-                self._delays["action_delay"] = wrapper
-            wrapper = wrapper.env
+        self._delays = (find_wrapper(env, ObservationDelay), find_wrapper(env, ActionDelay))
 
     def privileged(self) -> np.ndarray:
         """The ``DIM`` privileged values for the vehicle's current state."""
         b: Any = self.env.unwrapped
         p, n = b.params, b.nominal
         rate_integral = getattr(b, "rate_integral", np.zeros(3))
-        delay = [float(getattr(self._delays.get(k), "delay", 0)) for k in ("obs_delay", "action_delay")]
+        delay = [float(w.delay) if w is not None else 0.0 for w in self._delays]
         parts = [
             b.target - b.pos, b.rot.reshape(-1), b.vel_body, b.rates, b.omega / n.hover_omega - 1.0, rate_integral,
             [p.mass / n.mass - 1.0], np.asarray(p.inertia) / np.asarray(n.inertia) - 1.0,
