@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlctl.bench_suite import iqm, is_current, stratified_bootstrap_ci
+from rlctl.bench_suite import _versus_sb3, iqm, is_current, permutation_p, stratified_bootstrap_ci
 from tests.test_cli import assert_user_error, rlctl
 
 
@@ -22,6 +22,30 @@ def test_bootstrap_interval_brackets_the_estimate_and_collapses_without_spread()
     low, high = stratified_bootstrap_ci(tasks, 500)
     assert low < iqm(np.concatenate(tasks)) < high
     assert stratified_bootstrap_ci([np.ones(5), np.ones(5)], 100) == (1.0, 1.0)
+
+
+def test_permutation_p_is_exact_for_small_groups_and_sampled_for_large_ones() -> None:
+    # 20 relabellings of 3 + 3 values; only the observed split and its mirror are as extreme
+    assert permutation_p([1.0, 2.0, 3.0], [10.0, 11.0, 12.0]) == pytest.approx(2 / 20)
+    assert permutation_p([1.0, 2.0], [2.0, 1.0]) == 1.0
+    a, b = [3994.0, 5664.0, 4849.0, 3668.0, 4479.0], [4873.0, 4884.0, 4665.0, 5204.0, 5845.0]
+    exact = permutation_p(a, b)
+    assert exact == permutation_p(b, a)
+    assert permutation_p(a, b, max_exact=1) == pytest.approx(exact, abs=0.01)  # the seeded random relabellings
+    rng = np.random.default_rng(0)
+    assert permutation_p(list(rng.normal(0, 1, 10)), list(rng.normal(3, 1, 10))) < 0.01
+
+
+def test_the_report_compares_the_libraries_only_where_both_have_two_seeds() -> None:
+    def run(lib: str, env: str, last100: float) -> dict:
+        return {"lib": lib, "env": env, "last100": last100, "eval_mean": last100 + 100.0}
+
+    runs = [run("rlctl", "A", x) for x in (1.0, 2.0, 3.0)] + [run("sb3", "A", x) for x in (10.0, 11.0, 12.0)]
+    runs += [run("rlctl", "B", 1.0), run("rlctl", "B", 2.0), run("sb3", "B", 5.0)]
+    line = " ".join(_versus_sb3(runs, ["A", "B"]))
+    assert "A last-100 -9 (p = 0.10), eval -9 (p = 0.10)" in line
+    assert "B " not in line
+    assert _versus_sb3(runs[6:], ["B"]) == []
 
 
 def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
