@@ -14,12 +14,14 @@ QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "
 
 
 def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: float = 0.0,
-              error_integral: bool = False, privileged_obs: bool = False, **kwargs: Any) -> gym.Env:
+              error_integral: bool = False, command_history: int = 0, privileged_obs: bool = False,
+              **kwargs: Any) -> gym.Env:
     """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets (its delays drawn by
-    failure rate with ``latency_priority`` > 0: :class:`envs.sim2real.LatencyPriority`), optionally with the
-    integral of the observed target error appended to the observation (:mod:`envs.uav.integral`), and
-    optionally with critic-only privileged state appended after that (:mod:`envs.uav.privileged`)."""
-    from envs.sim2real import apply_sim2real
+    failure rate with ``latency_priority`` > 0: :class:`envs.sim2real.LatencyPriority`), then with these
+    appended to the observation, in this order: the integral of the observed target error
+    (:mod:`envs.uav.integral`), the policy's last ``command_history`` commands
+    (:class:`envs.sim2real.CommandHistory`), and critic-only privileged state (:mod:`envs.uav.privileged`)."""
+    from envs.sim2real import CommandHistory, apply_sim2real
     from envs.uav import tasks
     from envs.uav.integral import TargetErrorIntegral
     from envs.uav.privileged import PrivilegedObservation
@@ -30,6 +32,9 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: 
     try:
         env = apply_sim2real(env, sim2real, latency_priority)
         env = TargetErrorIntegral(env) if error_integral else env
+        if command_history < 0:
+            raise ValueError(f"command_history must be >= 0, got {command_history}")
+        env = CommandHistory(env, command_history) if command_history else env
         return PrivilegedObservation(env) if privileged_obs else env
     except ValueError:
         env.close()

@@ -237,16 +237,71 @@ class ActionDelay(_EpisodeDelay):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         self._draw(seed, options)
-        neutral = getattr(self.env.unwrapped, "neutral_action", None)
-        if neutral is None:
-            neutral = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
-        self._queue = deque([np.array(neutral)] * self.delay)
+        self._queue = deque([neutral_action(self.env)] * self.delay)
         obs, info = self.env.reset(seed=seed, options=options)
         return obs, _record(info, "action_delay", self.delay)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         self._queue.append(np.array(action))
         return self.env.step(self._queue.popleft())
+
+
+def neutral_action(env: gym.Env) -> np.ndarray:
+    """The base env's ``neutral_action`` (the quadrotor's hover command), or zeros: what a delay line holds
+    before the policy's first command arrives."""
+    neutral = getattr(env.unwrapped, "neutral_action", None)
+    if neutral is None:
+        return np.zeros(env.action_space.shape or (), dtype=np.float32)
+    return np.array(neutral, dtype=np.float32)
+
+
+class CommandHistory(gym.ObservationWrapper):
+    """Append the policy's own last ``steps`` commands to the observation, oldest first (a delay line's order).
+
+    Under latency the policy sees the vehicle as it was ``d_obs`` steps ago, and what it commands takes
+    effect ``d_act`` steps later; the commands of the last ``d_obs + d_act`` steps have not shown in what it
+    sees yet. The base env's action history cannot tell it: that records the *executed* actions, and it
+    reaches the policy through the observation delay. The commands themselves are known exactly on board
+    (the controller wrote them), so this costs the real vehicle nothing, and a feed-forward policy can then
+    allow for what is already in flight (what a Smith predictor does for a PID). ``steps`` should cover the
+    longest total latency.
+
+    Wrap it outside the delay wrappers, so it records commands as the policy issues them. The values are the
+    actions passed to ``step``, clipped to the action space; at episode start, the base env's neutral action.
+    """
+
+    def __init__(self, env: gym.Env, steps: int) -> None:
+        super().__init__(env)
+        space = env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise ValueError(f"CommandHistory needs a Box action space, got {space}")
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps, self.width = steps, int(np.prod(space.shape))
+        self._low, self._high = space.low.reshape(-1), space.high.reshape(-1)
+        self._obs_dim = int(np.prod(env.observation_space.shape or (0,)))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self._obs_dim + steps * self.width,), np.float32)
+        self.commands = np.tile(neutral_action(env).reshape(-1), (steps, 1))
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        self.commands = np.tile(neutral_action(self.env).reshape(-1), (self.steps, 1))
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self.observation(obs), info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        self.commands = np.roll(self.commands, -1, axis=0)
+        self.commands[-1] = np.clip(np.asarray(action, dtype=np.float32).reshape(-1), self._low, self._high)
+        return super().step(action)
+
+    def observation(self, observation: Any) -> np.ndarray:
+        return np.concatenate([np.asarray(observation, dtype=np.float32).reshape(-1), self.commands.reshape(-1)])
+
+    def describe(self) -> dict[str, Any]:
+        """What on-board code must reproduce (the export writes it next to the model)."""
+        return {"obs": [self._obs_dim, self._obs_dim + self.steps * self.width], "steps": self.steps,
+                "width": self.width, "neutral": neutral_action(self.env).reshape(-1).tolist(),
+                "rule": "the last `steps` actions the policy output, clipped to the action bounds, oldest first; "
+                        "all `neutral` at episode start"}
 
 
 class RandomPush(gym.Wrapper):

@@ -375,6 +375,11 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
         integral = find_wrapper(env, TargetErrorIntegral)
         if integral is not None:  # state on-board code must keep
             info["error_integral"] = integral.describe()
+        from envs.sim2real import CommandHistory
+
+        history = find_wrapper(env, CommandHistory)
+        if history is not None:
+            info["command_history"] = history.describe()
         if kwargs:
             info["env_kwargs"] = dict(kwargs)
         return info or None

@@ -322,3 +322,16 @@ def test_sidecar_control_info_describes_the_quadrotor_observation_and_its_integr
     assert info["error_integral"]["obs"] == [dim - 3, dim] and info["error_integral"]["dt"] == pytest.approx(1 / 48)
     assert info["env_kwargs"] == {"action_mode": "ctbr", "error_integral": True}
     assert "error_integral" not in (control_info("rlctl/QuadHover-v0", {}) or {})
+    assert "command_history" not in info
+
+
+def test_sidecar_control_info_describes_the_command_history_slice() -> None:
+    pytest.importorskip("pybullet")
+    from rlctl.export import control_info
+
+    info = control_info("rlctl/QuadHover-v0", {"action_mode": "ctbr", "error_integral": True, "command_history": 3})
+    assert info is not None
+    dim = info["observation_layout"]["actions"][1] + 3  # the integral comes first
+    history = info["command_history"]
+    assert history["obs"] == [dim, dim + 3 * 4] and history["steps"] == 3 and history["width"] == 4
+    assert len(history["neutral"]) == 4

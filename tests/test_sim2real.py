@@ -15,6 +15,7 @@ from envs.sim2real import (
     HELD_OUT_DYNAMICS,
     RANDOMIZED_DYNAMICS,
     ActionDelay,
+    CommandHistory,
     DynamicsRandomization,
     ObservationDelay,
     RandomPush,
@@ -82,6 +83,49 @@ def test_action_delay_executes_the_previous_action() -> None:
     # the last-action part of the observation differs by design; the flight itself is identical
     flight = slice(0, 18)
     np.testing.assert_array_equal(delayed[:, flight], plain[:, flight])
+
+
+def test_command_history_shows_commands_the_action_delay_has_not_executed_yet() -> None:
+    env = CommandHistory(ActionDelay(QuadHoverEnv(), steps=(2, 2)), steps=3)
+    base = env.unwrapped
+    width = 4
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape == (QuadHoverEnv().observation_space.shape[0] + 3 * width,)
+    np.testing.assert_array_equal(obs[-3 * width:], np.tile(base.neutral_action, 3))
+    commands = np.random.default_rng(2).uniform(-0.5, 0.5, (4, width)).astype(np.float32)
+    for t, command in enumerate(commands):
+        obs, *_ = env.step(command)
+        shown = obs[-3 * width:].reshape(3, width)
+        np.testing.assert_array_equal(shown[-1], command)  # the newest, at once, last
+        np.testing.assert_array_equal(shown[2 - min(t, 2):], commands[max(0, t - 2):t + 1])  # oldest first
+    # the base env's own history (the executed action) is two commands behind
+    np.testing.assert_array_equal(base.last_action, commands[1])
+
+
+def test_command_history_clips_to_the_action_bounds_and_resets_to_neutral() -> None:
+    env = CommandHistory(QuadHoverEnv(), steps=2)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.full(4, 5.0, np.float32))
+    np.testing.assert_array_equal(obs[-4:], env.action_space.high)
+    np.testing.assert_array_equal(obs[-8:-4], env.unwrapped.neutral_action)
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(obs[-8:], np.tile(env.unwrapped.neutral_action, 2))
+    with pytest.raises(ValueError, match="steps"):
+        CommandHistory(QuadHoverEnv(), steps=0)
+
+
+def test_quad_kwarg_command_history_sits_after_the_integral_and_passes_the_env_checker() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    kwargs = {"action_mode": "ctbr", "error_integral": True, "sim2real": "randomized"}
+    plain = make_env("rlctl/QuadHover-v0", kwargs)
+    env = make_env("rlctl/QuadHover-v0", {**kwargs, "command_history": 5})
+    dim = plain.observation_space.shape[0]
+    assert env.observation_space.shape == (dim + 5 * 4,)
+    np.testing.assert_array_equal(env.reset(seed=3)[0][:dim], plain.reset(seed=3)[0])  # the rest is unchanged
+    check_env(make_env("rlctl/QuadHover-v0", {"command_history": 2}), skip_render_check=True)
+    with pytest.raises(EnvError, match="command_history"):
+        make_env("rlctl/QuadHover-v0", {"command_history": -1})
 
 
 def test_sensor_noise_has_the_configured_spread_and_a_constant_gyro_bias() -> None:
