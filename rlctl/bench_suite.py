@@ -237,8 +237,8 @@ def _versus_sb3(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
     if not parts:
         return []
     return ["", "rlctl − SB3, difference of the means over seeds, with the two-sided p-value of a permutation test "
-            "(seed labels shuffled; exact for these seed counts): " + "; ".join(parts) + ". Above 0.05, these "
-            "seeds do not show a difference at the usual 5% level."]
+            "(seed labels shuffled: every relabelling up to 20,000 of them, else 20,000 seeded random ones): "
+            + "; ".join(parts) + ". Above 0.05, these seeds do not show a difference at the usual 5% level."]
 
 
 def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
