@@ -112,7 +112,11 @@ def run_episodes(env: Any, actor: Actor, episodes: int, seed: int, reset: Callab
             done = terminated or truncated
         records.append({"return": total, "length": length, "success": bool(info.get("is_success", False)),
                         "failure_reason": info.get("failure_reason", "timeout" if truncated else "other"),
-                        "time_to_goal": float(info.get("time_to_goal", float("nan")))})
+                        "time_to_goal": float(info.get("time_to_goal", float("nan"))),
+                        # where the episode ended: at the last target or not, how far from it and how fast
+                        "final_target": bool(info.get("final_target", True)),
+                        "final_distance": float(info.get("distance", float("nan"))),
+                        "final_speed": float(info.get("speed", float("nan")))})
     return records
 
 
@@ -127,7 +131,23 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "success_ci95": [low, high], "mean_time_to_goal_s": float(np.mean(times)) if times else float("nan"),
         "failures": dict(sorted(failures.items())),
         "mean_return": float(np.mean([r["return"] for r in records])),
+        **_timeouts(records),
     }
+
+
+def _timeouts(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the failed episodes that ran out of time ended. Some never reached the last target, which means the
+    controller was too slow. Others reached it but did not settle inside the tolerance, which means it cannot
+    hold under these dynamics. The two call for different fixes."""
+    late = [r for r in records if not r["success"] and r["failure_reason"] == "timeout" and "final_target" in r]
+    if not late:
+        return {}
+    at_last = [r for r in late if r["final_target"]]
+    return {"timeouts": {
+        "count": len(late), "at_final_target": len(at_last),
+        "median_final_distance_m": float(np.median([r["final_distance"] for r in at_last])) if at_last else None,
+        "median_final_speed_mps": float(np.median([r["final_speed"] for r in at_last])) if at_last else None,
+    }}
 
 
 def evaluate_sets(env_id: str, env_kwargs: dict[str, Any], actors: dict[str, ActorFactory], sets: list[str],
@@ -157,6 +177,16 @@ def evaluate_sets(env_id: str, env_kwargs: dict[str, Any], actors: dict[str, Act
     return results
 
 
+def _timeout_note(summary: dict[str, Any]) -> str:
+    t = summary.get("timeouts")
+    if not t:
+        return ""
+    if not t["at_final_target"]:
+        return " (none at the last target)"
+    return (f" ({t['at_final_target']} at the last target, median {t['median_final_distance_m']:.2f} m, "
+            f"{t['median_final_speed_mps']:.2f} m/s at the end)")
+
+
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['env']}: {result['episodes']} episodes per set, seeds {result['seed']}.."
              f"{result['seed'] + result['episodes'] - 1}",
@@ -165,7 +195,8 @@ def format_table(result: dict[str, Any]) -> str:
         for level in result["sets"]:
             s = per_set[level]
             ci = f"[{s['success_ci95'][0]:.2f}, {s['success_ci95'][1]:.2f}]"
-            fails = ", ".join(f"{k} {v}" for k, v in s["failures"].items()) or "-"
+            fails = ", ".join(f"{k} {v}{_timeout_note(s) if k == 'timeout' else ''}"
+                              for k, v in s["failures"].items()) or "-"
             lines.append(f"{name:12s} {level:11s} {s['success_rate']:8.2f} {ci:>13s} "
                          f"{s['mean_time_to_goal_s']:7.2f} {s['mean_return']:8.1f}  {fails}")
         if "gap_held_out_over_nominal" in per_set:

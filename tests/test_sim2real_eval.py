@@ -31,6 +31,30 @@ def test_pid_baseline_eval_reports_success_per_set_and_the_gap(tmp_path: Path) -
     assert "held-out / nominal" in proc.stdout
 
 
+def test_timeouts_say_whether_the_controller_reached_the_last_target_and_how_it_ended() -> None:
+    from envs.make import make_env
+    from rlctl.sim2real_eval import _timeout_note, baseline_actor, run_episodes, summarize
+
+    def timeouts(env_id: str, **kwargs: object) -> dict:
+        env = make_env(env_id, {"action_mode": "ctbr", **kwargs})
+        act, reset = baseline_actor("pid")(env)
+        summary = summarize(run_episodes(env, act, 2, 10_000, reset))
+        env.close()
+        assert summary["successes"] == 0 and summary["failures"] == {"timeout": 2}
+        return summary
+
+    # the hold takes longer than the episode: the PID is at the target, still, when time runs out
+    held = timeouts("rlctl/QuadHover-v0", episode_s=3.0, hold_s=5.0)
+    assert held["timeouts"]["at_final_target"] == 2
+    assert held["timeouts"]["median_final_distance_m"] < 0.1 and held["timeouts"]["median_final_speed_mps"] < 0.2
+    assert "2 at the last target" in _timeout_note(held)
+    # one second is too short to pass the first of three waypoints
+    late = timeouts("rlctl/QuadWaypoint-v0", episode_s=1.0)
+    assert late["timeouts"] == {"count": 2, "at_final_target": 0, "median_final_distance_m": None,
+                                "median_final_speed_mps": None}
+    assert _timeout_note(late) == " (none at the last target)"
+
+
 def test_policy_and_baseline_share_the_same_seeded_episodes(tmp_path: Path) -> None:
     run = tmp_path / "quad"
     rlctl("train", "--env", "rlctl/QuadHover-v0", "--steps", "2048", "--run-dir", str(run), "--quiet",

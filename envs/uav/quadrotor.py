@@ -272,6 +272,7 @@ class QuadrotorEnv(gym.Env):
             comp["success"] = w["success"]
         info: dict[str, Any] = {
             "reward_components": comp, "is_success": success, "distance": dist, "waypoint": self.wp_index,
+            "final_target": final, "speed": float(np.linalg.norm(self.vel)),
         }
         if failure is not None:
             info["failure_reason"] = failure
