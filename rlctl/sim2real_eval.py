@@ -139,7 +139,7 @@ def _timeouts(records: list[dict[str, Any]]) -> dict[str, Any]:
     """How the failed episodes that ran out of time ended. Some never reached the last target, which means the
     controller was too slow. Others reached it but did not settle inside the tolerance, which means it cannot
     hold under these dynamics. The two call for different fixes."""
-    late = [r for r in records if not r["success"] and r["failure_reason"] == "timeout" and "final_target" in r]
+    late = [r for r in records if not r["success"] and r["failure_reason"] == "timeout"]
     if not late:
         return {}
     at_last = [r for r in late if r["final_target"]]

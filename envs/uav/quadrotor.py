@@ -255,7 +255,8 @@ class QuadrotorEnv(gym.Env):
         self.last_action = a
         self.actions = np.concatenate([a, self.actions[:-4]]) if self.action_history else self.actions
 
-        at_goal = final and dist < self.goal_tol and float(np.linalg.norm(self.vel)) < self.speed_tol
+        speed = float(np.linalg.norm(self.vel))
+        at_goal = final and dist < self.goal_tol and speed < self.speed_tol
         self.hold = self.hold + 1 if at_goal else 0
         if at_goal:
             comp["hold"] = w["hold"]
@@ -272,7 +273,7 @@ class QuadrotorEnv(gym.Env):
             comp["success"] = w["success"]
         info: dict[str, Any] = {
             "reward_components": comp, "is_success": success, "distance": dist, "waypoint": self.wp_index,
-            "final_target": final, "speed": float(np.linalg.norm(self.vel)),
+            "final_target": final, "speed": speed,
         }
         if failure is not None:
             info["failure_reason"] = failure
