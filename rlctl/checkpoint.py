@@ -70,6 +70,25 @@ def atomic_write_bytes(path: Path, writer: Any) -> None:
         os.close(dir_fd)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a kill leaves the old file or the new one, never a torn one."""
+    atomic_write_bytes(path, lambda fh: fh.write(text.encode()))
+
+
+def prepare_output(path: Path, force: bool) -> Path:
+    """Check a user-named output file before the work that fills it: refuse to replace one without
+    ``force``, and create its folder, so that a bad path fails at once instead of after a long run."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; name a file to write")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder for {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (tensors and plain data) atomically to ``path``."""
     data = {"format": FORMAT, "version": VERSION, **to_safe(payload)}

@@ -118,6 +118,7 @@ def _load_policy(target: str) -> tuple[Any, Any, Any, Path]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from rlctl.checkpoint import atomic_write_text, prepare_output
     from rlctl.evaluate import evaluate_policy
 
     if args.episodes <= 0:
@@ -127,12 +128,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.target is None:
         raise UserError("rlctl eval needs a RUN or CKPT (or --env-set with --baseline and --env)")
     cfg, agent, adapter, ckpt_path = _load_policy(args.target)
+    out = prepare_output(Path(args.out) if args.out else
+                         ckpt_path.parent / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.json", args.force)
     result = evaluate_policy(agent, adapter, cfg, args.episodes, args.deterministic, args.seed)
     result["checkpoint"] = str(ckpt_path)
-    out = Path(args.out) if args.out else ckpt_path.parent / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
-    out.write_text(json.dumps(result, indent=2))
+    atomic_write_text(out, json.dumps(result, indent=2))
     kind = "deterministic" if args.deterministic else "stochastic"
     print(f"{cfg.env.id}: {result['mean_return']:.2f} ± {result['std_return']:.2f} over {args.episodes} "
           f"{kind} episodes (mean length {result['mean_length']:.0f}) → {out}")
@@ -141,6 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _eval_env_sets(args: argparse.Namespace) -> int:
     """The sim-to-real protocol: the deterministic policy (and/or a baseline) on named env sets."""
+    from rlctl.checkpoint import atomic_write_text, prepare_output
     from rlctl.sim2real_eval import (
         baseline_actor,
         evaluate_sets,
@@ -164,11 +165,9 @@ def _eval_env_sets(args: argparse.Namespace) -> int:
         raise UserError("--env-set needs a RUN/CKPT, or --baseline with --env")
     if args.baseline:
         actors[args.baseline] = baseline_actor(args.baseline)
-    out = Path(args.out) if args.out else default_out
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
+    out = prepare_output(Path(args.out) if args.out else default_out, args.force)
     result = evaluate_sets(env_id, env_kwargs, actors, sets, args.episodes, args.seed)
-    out.write_text(json.dumps(result, indent=2))
+    atomic_write_text(out, json.dumps(result, indent=2))
     print(format_table(result))
     print(f"→ {out}")
     return 0

@@ -27,7 +27,7 @@ from agents.ppo import MinibatchStep, ppo_update
 from agents.rollout import Rollout
 from envs.make import make_env, make_vector_env
 from envs.reward import RewardFn
-from rlctl.checkpoint import load_checkpoint, save_checkpoint
+from rlctl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rlctl.collect import Collector
 from rlctl.config import Config, PPOConfig, load_yaml, save_yaml, to_dict
 from rlctl.device import fast_bf16, resolve_device, update_probe
@@ -219,7 +219,7 @@ def train(
             start_update, global_step = ckpt["update"], ckpt["global_step"]
             last_log, last_ckpt = ckpt["last_log"], global_step
         else:
-            (run_dir / CONFIG).write_text(save_yaml(cfg))
+            atomic_write_text(run_dir / CONFIG, save_yaml(cfg))
 
         if start_update >= cfg.num_updates:
             print(f"rlctl: {run_dir} already finished ({global_step} steps); nothing to resume", flush=True)
@@ -330,7 +330,7 @@ def train(
             final_eval = evaluate_policy(agent, adapter, cfg, cfg.run.eval_episodes, deterministic=True,
                                          seed=seed + 10_000)
             logger.scalar("eval/episodic_return", final_eval["mean_return"], global_step)
-            (run_dir / "final_eval.json").write_text(json.dumps(final_eval, indent=2))
+            atomic_write_text(run_dir / "final_eval.json", json.dumps(final_eval, indent=2))
             print(f"final deterministic eval over {final_eval['episodes']} episodes: "
                   f"{final_eval['mean_return']:.1f} ± {final_eval['std_return']:.1f}", flush=True)
         logger.close()

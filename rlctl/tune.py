@@ -141,6 +141,8 @@ def best_preset(env_id: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    from rlctl.checkpoint import atomic_write_text, prepare_output
+
     optuna = _import_optuna()
     from envs.make import check_env_id
 
@@ -151,8 +153,7 @@ def run_cli(args: argparse.Namespace) -> int:
     preset_for(args.env, args.preset)
     from_dict(parse_set(args.set), Config(), check=False)
     out = Path(args.out or f"tune-{args.env.replace('/', '_').replace(':', '_')}.yaml")
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
+    prepare_output(out, args.force)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=args.study_name or f"rlctl-{args.env}", storage=args.storage, load_if_exists=True,
@@ -168,7 +169,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if not complete:
         raise UserError("no trial completed (all pruned or failed); raise --steps or --trials")
     best = study.best_trial
-    out.write_text(yaml.safe_dump(best_preset(args.env, best.params), sort_keys=False))
+    atomic_write_text(out, yaml.safe_dump(best_preset(args.env, best.params), sort_keys=False))
     print(f"{len(study.trials) - done_before} trials run ({len(study.trials)} in the study); best: trial "
           f"{best.number} with score {best.value:.1f} → {out}\nuse it: rlctl train --env {args.env} --preset {out}")
     return 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlctl.checkpoint import load_checkpoint, save_checkpoint
+from rlctl.checkpoint import atomic_write_text, load_checkpoint, prepare_output, save_checkpoint
 from rlctl.errors import UserError
 
 
@@ -44,6 +44,28 @@ def test_failed_write_leaves_previous_checkpoint_and_no_temp_files(tmp_path: Pat
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_output_files_are_checked_before_the_work_and_replaced_whole(tmp_path: Path) -> None:
+    out = prepare_output(tmp_path / "new" / "deeper" / "eval.json", force=False)
+    assert out.parent.is_dir()  # a missing folder is made, not a traceback after the evaluation
+    atomic_write_text(out, "first")
+    with pytest.raises(UserError, match="exists; pass --force"):
+        prepare_output(out, force=False)
+    assert prepare_output(out, force=True) == out
+    with pytest.raises(UserError, match="is a directory"):
+        prepare_output(tmp_path / "new", force=True)
+    with pytest.raises(UserError, match="cannot create the folder"):
+        prepare_output(out / "below-a-file.json", force=False)
+
+    class DiskFull(str):
+        def encode(self, *args: object, **kwargs: object) -> bytes:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(out, DiskFull("second"))
+    assert out.read_text() == "first"  # a failed rewrite leaves the old file
+    assert sorted(p.name for p in out.parent.iterdir()) == ["eval.json"]  # and no temp file
 
 
 def test_sigkill_at_any_moment_never_corrupts_the_checkpoint(tmp_path: Path) -> None:

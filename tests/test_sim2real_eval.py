@@ -21,7 +21,7 @@ def test_wilson_interval_matches_known_values_and_stays_inside_0_1() -> None:
 
 
 def test_pid_baseline_eval_reports_success_per_set_and_the_gap(tmp_path: Path) -> None:
-    out = tmp_path / "pid.json"
+    out = tmp_path / "evals" / "pid.json"  # the folder is made
     proc = rlctl("eval", "--env", "rlctl/QuadHover-v0", "--baseline", "pid", "--env-set", "nominal,held-out",
                  "--episodes", "4", "--out", str(out))
     result = json.loads(out.read_text())["results"]["pid"]
@@ -29,6 +29,9 @@ def test_pid_baseline_eval_reports_success_per_set_and_the_gap(tmp_path: Path) -
     assert 0.0 <= result["held-out"]["success_ci95"][0] <= result["held-out"]["success_ci95"][1] <= 1.0
     assert "gap_held_out_over_nominal" in result
     assert "held-out / nominal" in proc.stdout
+    # a folder given as --out fails before any episode is flown
+    assert_user_error(rlctl("eval", "--env", "rlctl/QuadHover-v0", "--baseline", "pid", "--env-set", "nominal",
+                            "--out", str(out.parent), "--force", check=False), "is a directory")
 
 
 def test_timeouts_say_whether_the_controller_reached_the_last_target_and_how_it_ended() -> None:
