@@ -130,7 +130,7 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
 
     for task in tasks:
         path = summaries / f"{task}__pid.eval.json"
-        if not path.exists():
+        if not _evaluated(path, episodes):
             print(f"evaluate PID on {task}", flush=True)
             result = evaluate_sets(TASKS[task], _env_kwargs(task), {"pid": baseline_actor("pid")}, EVAL_SETS, episodes,
                                    EVAL_SEED)
@@ -138,13 +138,30 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
     for task, train_set, seed in todo:
         name = _name(task, train_set, seed)
         path = summaries / f"{name}.eval.json"
-        if path.exists() or not (summaries / f"{name}.train.json").exists():
+        if _evaluated(path, episodes) or not (summaries / f"{name}.train.json").exists():
             continue
         print(f"evaluate {name}", flush=True)
         cfg, agent, adapter, _ = _load_policy(str(runs / name))
         result = evaluate_sets(TASKS[task], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
                                EVAL_SETS, episodes, EVAL_SEED)
         path.write_text(json.dumps(result, indent=2))
+
+
+def _evaluated(path: Path, episodes: int) -> bool:
+    """Whether ``path`` holds an evaluation with ``episodes`` per set (one with another count is redone,
+    so that a bench rerun with a new ``--episodes`` never reports old evaluations under it)."""
+    if not path.exists():
+        return False
+    results = json.loads(path.read_text())["results"]
+    return all(summary["episodes"] == episodes for sets in results.values() for level, summary in sets.items()
+               if level in EVAL_SETS)
+
+
+def _episode_counts(paths: list[Path]) -> str:
+    """``N`` (or ``N–M`` when evaluations disagree) episodes per set over these evaluation files."""
+    counts = {summary["episodes"] for p in paths for sets in json.loads(p.read_text())["results"].values()
+              for level, summary in sets.items() if level in EVAL_SETS}
+    return f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}–{max(counts)}"
 
 
 def _no_crash(summary: dict[str, Any]) -> float:
@@ -198,7 +215,8 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         if not pid_path.exists():
             continue
         pid = json.loads(pid_path.read_text())["results"]["pid"]
-        lines += [f"## {task} (`{TASKS[task]}`)", "",
+        episodes = _episode_counts([pid_path, *summaries.glob(f"{task}__*__s*.eval.json")])
+        lines += [f"## {task} (`{TASKS[task]}`)", "", f"Each controller flies {episodes} episodes of each set.", "",
                   "| controller | trained on | seeds | nominal | randomized | held-out | held-out ÷ nominal | "
                   "time to goal (s, nominal) | failures (held-out, all seeds) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---|"]
