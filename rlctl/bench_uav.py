@@ -100,6 +100,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
     from rlctl.bench_matrix import ClaimedJob, run_claimed
+    from rlctl.checkpoint import atomic_write_text
 
     claimed = []
     for task, train_set, seed in todo:
@@ -117,7 +118,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
                "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
 
         def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
-            done.write_text(json.dumps({"wall_s": wall_s, "steps": budget}))
+            atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget}))
 
         claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record))
     run_claimed(claimed, jobs)
@@ -125,6 +126,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
 
 def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes: int, runs: Path,
                     summaries: Path) -> None:
+    from rlctl.checkpoint import atomic_write_text
     from rlctl.cli import _load_policy
     from rlctl.sim2real_eval import baseline_actor, evaluate_sets, policy_actor, without_set
 
@@ -134,7 +136,7 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
             print(f"evaluate PID on {task}", flush=True)
             result = evaluate_sets(TASKS[task], _env_kwargs(task), {"pid": baseline_actor("pid")}, EVAL_SETS, episodes,
                                    EVAL_SEED)
-            path.write_text(json.dumps(result, indent=2))
+            atomic_write_text(path, json.dumps(result, indent=2))
     for task, train_set, seed in todo:
         name = _name(task, train_set, seed)
         path = summaries / f"{name}.eval.json"
@@ -144,7 +146,7 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
         cfg, agent, adapter, _ = _load_policy(str(runs / name))
         result = evaluate_sets(TASKS[task], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
                                EVAL_SETS, episodes, EVAL_SEED)
-        path.write_text(json.dumps(result, indent=2))
+        atomic_write_text(path, json.dumps(result, indent=2))
 
 
 def _evaluated(path: Path, episodes: int) -> bool:
