@@ -108,3 +108,19 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
                             "2048", "--episodes", "2", "--out", str(out), "--runs-dir", str(runs), check=False),
                       "ppo.learning_rate")
     assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")
+
+
+def test_gap_interval_covers_the_mean_and_widens_with_fewer_episodes_or_disagreeing_seeds() -> None:
+    from rlctl.bench_uav import gap_interval
+
+    def seed(nominal: int, held_out: int, episodes: int = 200) -> dict:
+        return {"nominal": {"successes": nominal, "episodes": episodes},
+                "held-out": {"successes": held_out, "episodes": episodes}}
+
+    alike = gap_interval([seed(200, 160)] * 5)
+    assert alike[0] < 0.8 < alike[1] and alike[1] - alike[0] < 0.08
+    assert gap_interval([seed(200, 160)] * 5) == alike  # seeded
+    fewer = gap_interval([seed(50, 40, 50)] * 5)
+    apart = gap_interval([seed(200, h) for h in (120, 200, 160, 140, 180)])
+    for wider in (fewer, apart):
+        assert wider[0] < 0.8 < wider[1] and wider[1] - wider[0] > 1.5 * (alike[1] - alike[0])
