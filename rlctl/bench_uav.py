@@ -36,7 +36,8 @@ def add_parser(bsub: Any) -> None:
                    help="budget multiplier for training on the randomized set (default 2: it learns under noise, "
                         "latency and pushes)")
     u.add_argument("--jobs", type=int, default=2, help="training runs in parallel (default 2)")
-    u.add_argument("--episodes", type=int, default=50, help="evaluation episodes per set (default 50)")
+    u.add_argument("--episodes", type=int, default=200,
+                   help="evaluation episodes per set (default 200: a 95%% interval of about ±0.06 on a seed's success)")
     u.add_argument("--runs-dir", default="runs/bench-uav", help="where the training runs go")
     u.add_argument("--out", default="results", help="output directory (default results/)")
     u.add_argument("--report-only", action="store_true", help="only rebuild uav.md and the plots from finished runs")
