@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -153,18 +154,12 @@ def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes
 def _evaluated(path: Path, episodes: int) -> bool:
     """Whether ``path`` holds an evaluation with ``episodes`` per set (one with another count is redone,
     so that a bench rerun with a new ``--episodes`` never reports old evaluations under it)."""
-    if not path.exists():
-        return False
-    results = json.loads(path.read_text())["results"]
-    return all(summary["episodes"] == episodes for sets in results.values() for level, summary in sets.items()
-               if level in EVAL_SETS)
+    return path.exists() and _set_episodes(json.loads(path.read_text())["results"].values()) <= {episodes}
 
 
-def _episode_counts(paths: list[Path]) -> str:
-    """``N`` (or ``N–M`` when evaluations disagree) episodes per set over these evaluation files."""
-    counts = {summary["episodes"] for p in paths for sets in json.loads(p.read_text())["results"].values()
-              for level, summary in sets.items() if level in EVAL_SETS}
-    return f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}–{max(counts)}"
+def _set_episodes(controllers: Iterable[dict[str, Any]]) -> set[int]:
+    """The episode counts of the evaluation sets of these controllers' results (one per controller)."""
+    return {summary["episodes"] for sets in controllers for level, summary in sets.items() if level in EVAL_SETS}
 
 
 def gap_interval(evals: list[dict[str, Any]], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -243,7 +238,11 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         if not pid_path.exists():
             continue
         pid = json.loads(pid_path.read_text())["results"]["pid"]
-        episodes = _episode_counts([pid_path, *summaries.glob(f"{task}__*__s*.eval.json")])
+        evals_by_set = {train_set: [json.loads(p.read_text())["results"]["policy"]
+                                    for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+                        for train_set in ("nominal", "randomized")}
+        counts = _set_episodes([pid, *(e for evals in evals_by_set.values() for e in evals)])
+        episodes = f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}–{max(counts)}"
         lines += [f"## {task} (`{TASKS[task]}`)", "", f"Each controller flies {episodes} episodes of each set.", "",
                   "| controller | trained on | seeds | nominal | randomized | held-out | held-out ÷ nominal | "
                   "time to goal (s, nominal) | failures (held-out, all seeds) |",
@@ -257,9 +256,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         fails = ", ".join(f"{k} {v}" for k, v in pid["held-out"]["failures"].items()) or "—"
         lines.append(f"| PID (nominal gains) | — | — | {' | '.join(cells)} | {gap:.2f} | "
                      f"{pid['nominal']['mean_time_to_goal_s']:.2f} | {fails} |")
-        for train_set in ("nominal", "randomized"):
-            evals = [json.loads(p.read_text())["results"]["policy"]
-                     for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+        for train_set, evals in evals_by_set.items():
             if not evals:
                 continue
             rates = {lv: [e[lv]["success_rate"] for e in evals] for lv in EVAL_SETS}
@@ -278,9 +275,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
                   "| controller | trained on | nominal | randomized | held-out |", "|---|---|---:|---:|---:|",
                   f"| PID (nominal gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
-        for train_set in ("nominal", "randomized"):
-            evals = [json.loads(p.read_text())["results"]["policy"]
-                     for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+        for train_set, evals in evals_by_set.items():
             if evals:
                 cells = [_cell([_no_crash(e[lv]) for e in evals]) for lv in EVAL_SETS]
                 lines.append(f"| PPO | {train_set} | {' | '.join(cells)} |")

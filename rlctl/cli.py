@@ -174,6 +174,7 @@ def _eval_env_sets(args: argparse.Namespace) -> int:
 
 
 def cmd_enjoy(args: argparse.Namespace) -> int:
+    from rlctl.checkpoint import prepare_output
     from rlctl.evaluate import evaluate_policy, record_video
 
     cfg, agent, adapter, _ = _load_policy(args.target)
@@ -185,9 +186,7 @@ def cmd_enjoy(args: argparse.Namespace) -> int:
     out = Path(args.video)
     if out.suffix.lower() not in (".mp4", ".gif"):
         raise UserError(f"--video must end in .mp4 or .gif, got {out.name}")
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists; pass --force to overwrite it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output(out, args.force)
     try:
         result = record_video(agent, adapter, cfg, out, args.episodes, args.seed)
     except (ImportError, RuntimeError, AttributeError) as exc:
