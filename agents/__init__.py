@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from agents.distributions import ActionSpec
-from agents.gae import compute_gae
-from agents.policy import ActorCritic
-from agents.ppo import ppo_loss, ppo_update
-from agents.rollout import Rollout
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.gae import compute_gae
+from rlctl.agents.policy import ActorCritic
+from rlctl.agents.ppo import ppo_loss, ppo_update
+from rlctl.agents.rollout import Rollout
 
 __all__ = ["ActionSpec", "ActorCritic", "Rollout", "compute_gae", "ppo_loss", "ppo_update"]

@@ -5,7 +5,7 @@ the rollout can then store observations at a quarter of the float32 memory, and 
 ``[0, 1]`` happens here, inside ``forward``, so every caller (collector, learner, export) sees the
 same numbers. Any dtype is divided by 255 — float inputs must be raw pixel values too.
 
-Unlike :class:`agents.policy.ActorCritic` there is no running observation normalizer: pixels have
+Unlike :class:`rlctl.agents.policy.ActorCritic` there is no running observation normalizer: pixels have
 a fixed, known range, and the published Atari setups only scale them by 1/255.
 """
 
@@ -18,9 +18,9 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from agents.distributions import ActionSpec, MultiCategorical
-from agents.normalize import RewardScaler
-from agents.policy import ActorCritic
+from rlctl.agents.distributions import ActionSpec, MultiCategorical
+from rlctl.agents.normalize import RewardScaler
+from rlctl.agents.policy import ActorCritic
 
 _Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
 
@@ -120,7 +120,7 @@ _ENCODERS: dict[str, type[NatureCNN] | type[ImpalaCNN]] = {"nature": NatureCNN, 
 class CnnActorCritic(nn.Module):
     """Pixels → categorical policy and value, with one encoder shared by both heads.
 
-    Same method names and meanings as :class:`agents.policy.ActorCritic`, so the learner and the
+    Same method names and meanings as :class:`rlctl.agents.policy.ActorCritic`, so the learner and the
     collector can drive either. ``normalize_obs`` is the identity (there is no ``obs_rms``; the
     encoder scales pixels itself), so the rollout stores the raw ``uint8`` frames. Sharing the
     encoder means one backward pass trains it on both losses (the PPO paper's Atari setting); use

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.policy import ActorCritic
+from rlctl.agents.policy import ActorCritic
 
 _LOG_SQRT_2PI = np.float32(0.5 * math.log(2.0 * math.pi))
 
@@ -81,6 +81,12 @@ class NumpyActorCritic:
         std = np.sqrt(self.rms_var + eps).astype(np.float32)
         clip = self.agent.clip_obs
         return np.clip((obs - mean) / std, -clip, clip)
+
+    def logprobs_dims(self, norm_obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Per-dimension Gaussian log-probs of given ``actions`` ``[B, D]`` (e.g. a baseline controller's)."""
+        mean = _forward(self.actor, norm_obs[:, :self.actor_obs_dim])
+        z = (actions - mean) / np.exp(self.log_std)
+        return -0.5 * (z * z) - self.log_std - _LOG_SQRT_2PI
 
     def step(self, norm_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(action, env_action, logprob_dims, value)`` for normalized observations ``[B, obs_dim]``."""

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.distributions import ActionSpec, DiagGaussian, Distribution, MultiCategorical
-from agents.normalize import RewardScaler, RunningMeanStd
+from rlctl.agents.distributions import ActionSpec, DiagGaussian, Distribution, MultiCategorical
+from rlctl.agents.normalize import RewardScaler, RunningMeanStd
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 

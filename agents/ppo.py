@@ -8,24 +8,50 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from agents.cnn import Policy
+from rlctl.agents.cnn import Policy
 
 
 class PPOParams(Protocol):
-    """The hyperparameters the update reads (rlctl's ``PPOConfig`` satisfies this)."""
+    """The hyperparameters the update reads (rlctl's ``PPOConfig`` satisfies this).
 
-    minibatch_size: int
-    update_epochs: int
-    clip_coef: float
-    clip_vloss: bool
-    ent_coef: float
-    vf_coef: float
-    max_grad_norm: float
-    target_kl: float | None
-    norm_adv: bool
-    smooth_temporal: float
-    smooth_spatial: float
-    smooth_sigma: float
+    Read-only members, so that a frozen config (rlctl's is) satisfies the protocol as well as a mutable one.
+    """
+
+    @property
+    def minibatch_size(self) -> int: ...
+
+    @property
+    def update_epochs(self) -> int: ...
+
+    @property
+    def clip_coef(self) -> float: ...
+
+    @property
+    def clip_vloss(self) -> bool: ...
+
+    @property
+    def ent_coef(self) -> float: ...
+
+    @property
+    def vf_coef(self) -> float: ...
+
+    @property
+    def max_grad_norm(self) -> float: ...
+
+    @property
+    def target_kl(self) -> float | None: ...
+
+    @property
+    def norm_adv(self) -> bool: ...
+
+    @property
+    def smooth_temporal(self) -> float: ...
+
+    @property
+    def smooth_spatial(self) -> float: ...
+
+    @property
+    def smooth_sigma(self) -> float: ...
 
 
 def ppo_loss(
@@ -44,8 +70,9 @@ def ppo_loss(
     """Total loss and its parts for one minibatch (all inputs ``[B]``; advantages already normalized).
 
     * policy: ``−mean(min(r·A, clip(r, 1±ε)·A))`` with ``r = exp(logπ − logπ_old)`` (Schulman 2017, eq. 7);
-    * value: ``mean((V − R)²)``, SB3's convention (no ½), optionally the pessimistic max with the
-      value clipped to ``V_old ± ε`` (the baselines ``ppo2`` variant);
+    * value: ``mean((V − R)²)``, SB3's and Tianshou's form (no ½), optionally ``mean(max((V − R)², (V_c − R)²))``
+      with ``V_c`` = V clipped to ``V_old ± ε`` (the baselines ``ppo2`` variant). CleanRL and baselines take
+      ``0.5 · mean(…)``, so their ``vf_coef`` is twice rlctl's for the same weight (the presets halve it);
     * entropy bonus subtracted with ``ent_coef``.
     Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator), the
     fraction of ratios outside the clip range.

@@ -16,6 +16,8 @@ import torch
 
 POLICY_ACTOR = 0
 """``actor`` value for transitions whose action came from the learned policy."""
+BASELINE_ACTOR = 1
+"""``actor`` value for transitions whose action came from a baseline controller."""
 
 
 @dataclass

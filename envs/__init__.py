@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from envs.errors import EnvError
-from envs.make import check_env_id, env_factory, make_env, make_vector_env
-from envs.registration import register_all
-from envs.reward import RewardHook
-from envs.snapshot import Snapshot, capture_state, restore_state
+from rlctl.envs.errors import EnvError
+from rlctl.envs.ids import check_env_id
+from rlctl.envs.make import env_factory, make_env, make_vector_env
+from rlctl.envs.registration import register_all
+from rlctl.envs.reward import RewardHook
+from rlctl.envs.snapshot import Snapshot, capture_state, restore_state
 
 register_all()
 

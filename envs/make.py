@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from envs.errors import EnvError
-from envs.reward import RewardFn, RewardHook
-from envs.snapshot import Snapshot
-
-CRITIC_ONLY_OBS = "critic_only_obs"
-"""Env ``metadata`` key: how many trailing observation entries are privileged simulator state for the
-critic only (an asymmetric actor-critic; e.g. the quadrotor's ``privileged_obs=True``). The learner
-keeps them from the actor, and export leaves them out of the deployed model."""
-
-# Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
-_EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet", "make_quad": "bullet",
-           "envs.robots": "bullet"}
-
+from rlctl.envs.errors import EnvError
+from rlctl.envs.ids import SIMULATOR_EXTRAS, check_env_id
+from rlctl.envs.reward import RewardFn, RewardHook
+from rlctl.envs.snapshot import Snapshot
 
 _seen_mujoco_warnings: set[str] = set()
 
@@ -47,37 +36,6 @@ def _route_mujoco_warnings() -> None:
     mujoco.set_mju_user_warning(on_warning)
 
 
-def _import_for(env_id: str) -> None:
-    """Import the module a ``module:Env-v0`` or ``ALE/...`` id needs, with a clear error."""
-    module = None
-    if ":" in env_id:
-        module = env_id.split(":", 1)[0]
-    elif env_id.startswith("ALE/"):
-        module = "ale_py"
-    if module is None:
-        return
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        extra = _EXTRAS.get(module)
-        fix = f"pip install 'rlctl[{extra}]'" if extra else f"install the package that provides {module!r}"
-        raise EnvError(f"cannot import {module!r} for env {env_id!r} ({exc}); {fix}") from None
-    if module == "ale_py":
-        gym.register_envs(mod)
-
-
-def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec for ``env_id``, or an EnvError with close matches."""
-    _import_for(env_id)
-    bare = env_id.split(":", 1)[1] if ":" in env_id else env_id
-    try:
-        return gym.spec(bare)
-    except gym.error.Error:
-        close = difflib.get_close_matches(bare, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else " (see gymnasium.pprint_registry())"
-        raise EnvError(f"unknown environment id {env_id!r}{hint}") from None
-
-
 def env_factory(
     env_id: str,
     kwargs: dict[str, Any] | None = None,
@@ -96,19 +54,6 @@ def env_factory(
     return thunk
 
 
-_W = TypeVar("_W", bound=gym.Wrapper)
-
-
-def find_wrapper(env: gym.Env, kind: type[_W]) -> _W | None:
-    """The outermost wrapper of type ``kind`` in ``env``'s wrapper chain, or None when there is none."""
-    node: Any = env
-    while isinstance(node, gym.Wrapper):
-        if isinstance(node, kind):
-            return node
-        node = node.env
-    return None
-
-
 def make_env(
     env_id: str,
     kwargs: dict[str, Any] | None = None,
@@ -117,7 +62,7 @@ def make_env(
 ) -> gym.Env:
     """``gymnasium.make`` with rlctl's errors (unknown id, missing simulator extra, bad kwargs).
 
-    ``ALE/*`` ids are built by :func:`envs.atari.make_atari_env` (standard DQN/PPO preprocessing, uint8
+    ``ALE/*`` ids are built by :func:`rlctl.envs.atari.make_atari_env` (standard DQN/PPO preprocessing, uint8
     ``[4, 84, 84]`` frames); ``kwargs`` then set its options (``frame_skip``, ``terminal_on_life_loss``...)
     and the ALE's (``mode``, ``difficulty``...), and ``max_episode_steps`` counts agent steps per game.
     """
@@ -125,7 +70,7 @@ def make_env(
     if "mujoco" in str(spec.entry_point):
         _route_mujoco_warnings()
     if "ale_py" in str(spec.entry_point):  # Atari always gets the standard preprocessing stack
-        from envs.atari import DEFAULT_MAX_EPISODE_STEPS, make_atari_env
+        from rlctl.envs.atari import DEFAULT_MAX_EPISODE_STEPS, make_atari_env
 
         try:
             return make_atari_env(env_id, max_episode_steps=max_episode_steps or DEFAULT_MAX_EPISODE_STEPS,
@@ -139,7 +84,7 @@ def make_env(
         return gym.make(spec.id, max_episode_steps=max_episode_steps, **extra_kwargs)
     except gym.error.DependencyNotInstalled as exc:
         entry = str(spec.entry_point)
-        extra = next((name for key, name in _EXTRAS.items() if key in entry), None)
+        extra = next((name for key, name in SIMULATOR_EXTRAS.items() if key in entry), None)
         fix = f"; install it with: pip install 'rlctl[{extra}]'" if extra else ""
         raise EnvError(f"{env_id} needs a simulator that is not installed ({exc}){fix}") from None
     except (TypeError, ValueError) as exc:  # unknown or invalid keyword arguments
@@ -159,12 +104,12 @@ def make_vector_env(
     SAME_STEP means a step that ends an episode returns the *reset* observation and puts the true
     final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
     without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
-    ``vectorization="envpool"`` steps ``ALE/*`` games with EnvPool instead (:mod:`envs.envpool_atari`).
+    ``vectorization="envpool"`` steps ``ALE/*`` games with EnvPool instead (:mod:`rlctl.envs.atari.envpool`).
     """
     if vectorization == "envpool":
         if reward_fn is not None:
             raise EnvError("reward hooks need vectorization sync or async (EnvPool computes rewards in C++)")
-        from envs.envpool_atari import EnvPoolAtari
+        from rlctl.envs.atari.envpool import EnvPoolAtari
 
         return EnvPoolAtari(env_id, num_envs, kwargs, max_episode_steps)
     if vectorization == "async":  # fail fast here with a clear error, not inside a subprocess

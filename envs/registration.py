@@ -17,14 +17,15 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: 
               error_integral: bool = False, command_history: int = 0, privileged_obs: bool = False,
               **kwargs: Any) -> gym.Env:
     """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets (its delays drawn by
-    failure rate with ``latency_priority`` > 0: :class:`envs.sim2real.LatencyPriority`), then with these
+    failure rate with ``latency_priority`` > 0: :class:`rlctl.envs.uav.sim2real.LatencyPriority`), then with these
     appended to the observation, in this order: the integral of the observed target error
-    (:mod:`envs.uav.integral`), the policy's last ``command_history`` commands
-    (:class:`envs.sim2real.CommandHistory`), and critic-only privileged state (:mod:`envs.uav.privileged`)."""
-    from envs.sim2real import CommandHistory, apply_sim2real
-    from envs.uav import tasks
-    from envs.uav.integral import TargetErrorIntegral
-    from envs.uav.privileged import PrivilegedObservation
+    (:mod:`rlctl.envs.uav.integral`), the policy's last ``command_history`` commands
+    (:class:`rlctl.envs.uav.sim2real.CommandHistory`), and critic-only privileged state
+    (:mod:`rlctl.envs.uav.privileged`)."""
+    from rlctl.envs.uav import tasks
+    from rlctl.envs.uav.integral import TargetErrorIntegral
+    from rlctl.envs.uav.privileged import PrivilegedObservation
+    from rlctl.envs.uav.sim2real import CommandHistory, apply_sim2real
 
     if task not in QUAD_TASKS:
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
@@ -43,13 +44,13 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: 
 
 def register_all() -> None:
     specs: dict[str, tuple[str, dict[str, Any]]] = {
-        "rlctl/QuadHover-v0": ("envs.registration:make_quad", {"task": "hover"}),
-        "rlctl/QuadWaypoint-v0": ("envs.registration:make_quad", {"task": "waypoint"}),
-        "rlctl/QuadGates-v0": ("envs.registration:make_quad", {"task": "gates"}),
-        "rlctl/ArmReach-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "dense"}),
-        "rlctl/ArmReachSparse-v0": ("envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
-        "rlctl/ArmPush-v0": ("envs.robots.push:ArmPushEnv", {"reward_type": "dense"}),
-        "rlctl/ArmPushSparse-v0": ("envs.robots.push:ArmPushEnv", {"reward_type": "sparse"}),
+        "rlctl/QuadHover-v0": ("rlctl.envs.registration:make_quad", {"task": "hover"}),
+        "rlctl/QuadWaypoint-v0": ("rlctl.envs.registration:make_quad", {"task": "waypoint"}),
+        "rlctl/QuadGates-v0": ("rlctl.envs.registration:make_quad", {"task": "gates"}),
+        "rlctl/ArmReach-v0": ("rlctl.envs.robots.arm:ArmReachEnv", {"reward_type": "dense"}),
+        "rlctl/ArmReachSparse-v0": ("rlctl.envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
+        "rlctl/ArmPush-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "dense"}),
+        "rlctl/ArmPushSparse-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "sparse"}),
     }
     for env_id, (entry, kwargs) in specs.items():
         if env_id not in gym.registry:

@@ -1,20 +1,34 @@
 """A reward hook: replace an env's reward with a user function that returns named components.
 
-The LLM reward-refinement loop and users' own shaping plug in here. The function sees the
-transition and the env's info; the components it returns are put in ``info["reward_components"]``
-(and logged by the trainer as ``reward/<name>``), the env's own reward in ``info["env_reward"]``.
+The LLM reward-refinement loop and users' own shaping plug in here. The function sees the transition,
+whether it ended the episode, and the env's info; the components it returns are put in
+``info["reward_components"]`` (logged by the trainer as ``reward/<name>``), the env's own reward in
+``info["env_reward"]`` (the trainer's ``charts/episodic_return`` stays the env's own return).
+
+A run names its reward function as ``env.reward=FILE.py:fn``: :func:`load_reward_source` reads the file
+once, and the *source text* travels with the run (to sampler processes and Ray nodes, into the
+checkpoint with its sha256), so every worker computes the same function and a resume can tell when the
+file has changed since.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-RewardFn = Callable[[Any, Any, Any, float, dict[str, Any]], "tuple[float, dict[str, float]]"]
-"""``fn(obs, action, next_obs, env_reward, info) -> (reward, {name: value})``."""
+from rlctl.envs.errors import EnvError
+
+RewardFn = Callable[..., "tuple[float, dict[str, float]]"]
+"""``fn(obs, action, next_obs, env_reward, info) -> (reward, {name: value})``; a function that also takes
+``terminated`` and ``truncated`` keyword arguments (or ``**kwargs``) is given them."""
 
 
 class RewardHook(gym.Wrapper):
@@ -24,6 +38,9 @@ class RewardHook(gym.Wrapper):
         super().__init__(env)
         self._reward_fn = reward_fn
         self._last_obs: Any = None
+        params = inspect.signature(reward_fn).parameters.values()
+        self._sees_ends = any(p.kind is p.VAR_KEYWORD for p in params) or \
+            {"terminated", "truncated"} <= {p.name for p in params}
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
@@ -32,9 +49,64 @@ class RewardHook(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         obs, env_reward, terminated, truncated, info = self.env.step(action)
-        reward, components = self._reward_fn(self._last_obs, action, obs, float(env_reward), info)
+        ends = {"terminated": bool(terminated), "truncated": bool(truncated)} if self._sees_ends else {}
+        reward, components = self._reward_fn(self._last_obs, action, obs, float(env_reward), info, **ends)
         if not np.isfinite(reward):
             raise ValueError(f"reward function returned a non-finite reward {reward!r}")
         info = dict(info, env_reward=float(env_reward), reward_components=dict(components))
         self._last_obs = obs
         return obs, float(reward), terminated, truncated, info
+
+    @property
+    def wrapper_state(self) -> dict[str, Any]:
+        """The observation the next step's reward is computed from (for exact snapshots)."""
+        return {"last_obs": copy.deepcopy(self._last_obs)}
+
+    @wrapper_state.setter
+    def wrapper_state(self, state: dict[str, Any]) -> None:
+        self._last_obs = copy.deepcopy(state["last_obs"])
+
+
+@dataclass(frozen=True)
+class RewardSource:
+    """A reward function's code as text: where it came from, its function name and the text's sha256."""
+
+    spec: str
+    source: str
+    function: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def load(self) -> RewardFn:
+        """Compile the text and return the function (each call compiles afresh: no module is registered)."""
+        namespace: dict[str, Any] = {"__name__": f"rlctl_reward_{self.sha256[:12]}"}
+        try:
+            exec(compile(self.source, self.spec.rsplit(":", 1)[0], "exec"), namespace)
+        except Exception as exc:  # any error in the user's module body
+            raise EnvError(f"env.reward={self.spec}: the file does not run ({type(exc).__name__}: {exc})") from None
+        fn = namespace.get(self.function)
+        if not callable(fn):
+            names = sorted(k for k, v in namespace.items() if callable(v) and not k.startswith("_"))
+            raise EnvError(f"env.reward={self.spec}: no function {self.function!r} in the file"
+                           + (f" (it defines {', '.join(names)})" if names else ""))
+        return fn
+
+
+def load_reward_source(spec: str) -> RewardSource:
+    """Read ``FILE.py:fn``; a one-line EnvError when the spec, the file or its syntax is wrong."""
+    path_text, sep, function = spec.rpartition(":")
+    if not sep or not path_text.endswith(".py") or not function.isidentifier():
+        raise EnvError(f"env.reward={spec!r}: expected FILE.py:FUNCTION, e.g. rewards/shaped.py:compute_reward")
+    path = Path(path_text)
+    if not path.is_file():
+        raise EnvError(f"env.reward={spec}: no such file {path}")
+    source = path.read_text()
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        raise EnvError(f"env.reward={spec}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    reward = RewardSource(spec, source, function)
+    reward.load()  # the function exists and the module body runs
+    return reward

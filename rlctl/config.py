@@ -2,12 +2,15 @@
 
 Resolution order (later wins): dataclass defaults → ``default`` preset entry → the preset named by
 ``--preset`` (or the entry keyed by the env id) → CLI flags (``--steps``, ``--seed``, …) → ``--set
-section.key=value``. The resolved tree is frozen by convention: nothing mutates it after
-:func:`resolve_config` returns, and it is saved verbatim to ``RUN/config.yaml``.
+section.key=value``. The resolved tree is frozen (assigning a field raises
+``dataclasses.FrozenInstanceError``), so the config a run saves to ``RUN/config.yaml`` is the one it trained
+with; :func:`with_overrides` derives a changed copy, with the same checks as ``--set``. (``env.kwargs`` is
+still a dict: read it, never change it in place.)
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import re
@@ -22,7 +25,7 @@ import yaml
 from rlctl.errors import UserError
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnvConfig:
     """Which environment, how many copies, and how they are stepped."""
 
@@ -37,9 +40,12 @@ class EnvConfig:
     """extra keyword arguments for ``gymnasium.make``"""
     max_episode_steps: int | None = None
     """override the registered time limit (``None`` keeps it)"""
+    reward: str | None = None
+    """``FILE.py:fn``: a reward function that replaces the env's reward (see :mod:`rlctl.envs.reward`); its
+    sha256 is recorded with the run, and a resume refuses a changed file unless forced"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PolicyConfig:
     """The actor-critic network and the normalizers that live inside it."""
 
@@ -64,7 +70,7 @@ class PolicyConfig:
     """normalized observations are clipped to ±clip_obs"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPOConfig:
     """PPO and GAE hyperparameters, named as in the papers and CleanRL."""
 
@@ -93,7 +99,8 @@ class PPOConfig:
     ent_coef: float = 0.0
     """entropy bonus coefficient"""
     vf_coef: float = 0.5
-    """value loss coefficient"""
+    """value loss coefficient; the value loss is ``mean((V − R)²)`` as in SB3 (CleanRL's has a ½ in front, so
+    its vf_coef is twice rlctl's for the same weight)"""
     max_grad_norm: float = 0.5
     """global gradient-norm clip"""
     target_kl: float | None = None
@@ -119,7 +126,7 @@ class PPOConfig:
     """Adam ε (1e-5 as in the PPO baselines; torch's default is 1e-8)"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """Everything outside the algorithm: seeding, device, logging, checkpoints, evaluation."""
 
@@ -152,13 +159,26 @@ class RunConfig:
     """deterministic evaluation episodes at the end of training (0 skips it)"""
 
 
-@dataclass
+@dataclass(frozen=True)
+class ArbiterConfig:
+    """A baseline controller that acts inside the collector instead of the learned policy."""
+
+    baseline: str | None = None
+    """the controller: ``controller:NAME`` (``pid``, ``ik``, ``push``), an rlctl run directory, or
+    ``sb3:PATH.zip``; none lets the learned policy act at every step"""
+    baseline_prob: float = 1.0
+    """probability that the baseline acts at a step (drawn per env and step from the collector's seeded
+    generator); the learned policy acts otherwise"""
+
+
+@dataclass(frozen=True)
 class Config:
-    """The whole run: ``env``, ``policy``, ``ppo`` and ``run`` sections."""
+    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter`` and ``run`` sections."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -238,6 +258,7 @@ def _check_value(path: str, value: Any, hint: Any) -> Any:
 
 
 def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
+    """Set ``values`` on ``section`` (a config being built, not yet handed out), type-checked key by key."""
     hints = typing.get_type_hints(type(section))
     names = [f.name for f in dataclasses.fields(section)]
     for key, value in values.items():
@@ -254,19 +275,28 @@ def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
         elif isinstance(current, dict) and isinstance(value, dict):
             # a mapping field (env kwargs, reward weights) merges, so `--set env.kwargs.sim2real=randomized`
             # keeps the preset's other kwargs
-            setattr(section, key, _check_value(path, {**current, **value}, hints[key]))
-        else:
-            setattr(section, key, _check_value(path, value, hints[key]))
+            object.__setattr__(section, key, _check_value(path, {**current, **value}, hints[key]))
+        else:  # the dataclasses are frozen for everyone else
+            object.__setattr__(section, key, _check_value(path, value, hints[key]))
 
 
 def from_dict(values: dict[str, Any], base: Config | None = None, check: bool = True) -> Config:
-    """Build a Config from a nested dict, validating every key and type (and, with ``check``, the
-    cross-field rules of :func:`validate`)."""
-    cfg = base if base is not None else Config()
+    """Build a Config from a nested dict (on a copy of ``base``, which is left as it is), validating every key
+    and type (and, with ``check``, the cross-field rules of :func:`validate`)."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
     _apply(cfg, values, "")
     if check:
         validate(cfg)
     return cfg
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with ``overrides`` (nested, as ``{"run": {"device": "cpu"}}``) applied and validated.
+
+    The way to change a resolved config, which is frozen: the same type checks and cross-field rules as
+    ``--set``, and ``cfg`` itself stays as it was.
+    """
+    return from_dict(overrides, base=cfg)
 
 
 def validate(cfg: Config) -> None:
@@ -306,6 +336,8 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{path} must be >= 0, got {value}")
     if cfg.ppo.smooth_sigma <= 0:
         raise UserError(f"ppo.smooth_sigma must be positive, got {cfg.ppo.smooth_sigma}")
+    if not 0.0 <= cfg.arbiter.baseline_prob <= 1.0:
+        raise UserError(f"arbiter.baseline_prob must lie in [0, 1], got {cfg.arbiter.baseline_prob}")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
@@ -403,7 +435,7 @@ def resolve_config(
     defaults = load_presets().get("default", {})
     _apply(cfg, defaults, "")
     _apply(cfg, preset_values, "")
-    cfg.env.id = env_id
+    _apply(cfg, {"env": {"id": env_id}}, "")
     _apply(cfg, overrides or {}, "")
     _apply(cfg, parse_set(set_items or []), "")
     validate(cfg)

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.cnn import Policy
-from envs.make import make_env
+from rlctl.agents.cnn import Policy
 from rlctl.config import Config
+from rlctl.envs.make import make_env
+from rlctl.envs.reward import RewardFn, RewardHook
 from rlctl.spaces import SpaceAdapter
 
 
@@ -31,41 +32,54 @@ def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> 
 
 
 def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
-                 before_step: Callable[[], None] | None = None) -> tuple[float, int]:
+                 before_step: Callable[[], None] | None = None, shaped: list[float] | None = None) -> tuple[float, int]:
     """Play one episode from ``env.reset(seed=seed)``; its raw return and length.
 
-    Envs that report games (Atari, see :mod:`envs.atari`) are played to the end of the game, through
+    The return is the env's own, also under a reward hook (:mod:`rlctl.envs.reward`); the hook's return is
+    appended to ``shaped`` when given.
+
+    Envs that report games (Atari, see :mod:`rlctl.envs.atari`) are played to the end of the game, through
     every lost life, and scored with the game's raw score and length (``info["game_return"]``).
     ``before_step`` runs before each step (e.g. to render a frame).
     """
     obs, _ = env.reset(seed=seed)
-    total, length = 0.0, 0
+    total, shaped_total, length = 0.0, 0.0, 0
     while True:
         if before_step is not None:
             before_step()
         obs, reward, terminated, truncated, info = env.step(choose(obs))
-        total += float(reward)
+        total += float(info.get("env_reward", reward))
+        shaped_total += float(reward)
         length += 1
         if not (terminated or truncated):
             continue
         if info.get("game_over", True):
             break
         obs, _ = env.reset()  # a lost life: the game goes on
+    if shaped is not None:
+        shaped.append(shaped_total)
     if "game_return" in info:
         return float(info["game_return"]), int(info["game_length"])
     return total, length
 
 
 def evaluate_policy(
-    agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int
+    agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int,
+    reward_fn: RewardFn | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
-    life, see :func:`play_episode`); raw returns, not scaled."""
+    life, see :func:`play_episode`); raw returns, not scaled. With the run's ``reward_fn`` the shaped
+    returns are reported too (``mean_shaped_return``)."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
-    returns, lengths = [], []
+    if reward_fn is not None:
+        env = RewardHook(env, reward_fn)
+    returns: list[float] = []
+    lengths: list[int] = []
+    shaped: list[float] = []
     try:
         for i in range(episodes):
-            total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i)
+            total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i,
+                                         shaped=shaped)
             returns.append(total)
             lengths.append(length)
     finally:
@@ -80,6 +94,7 @@ def evaluate_policy(
         "mean_length": float(np.mean(lengths)),
         "returns": returns,
         "lengths": lengths,
+        **({"mean_shaped_return": float(np.mean(shaped)), "shaped_returns": shaped} if reward_fn else {}),
     }
 
 

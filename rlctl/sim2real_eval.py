@@ -1,6 +1,6 @@
 """The sim-to-real evaluation protocol: ``rlctl eval RUN --env-set nominal,randomized,held-out``.
 
-Each set is the run's env inside one of :mod:`envs.sim2real`'s named wrapper sets. Episode ``i`` of
+Each set is the run's env inside one of :mod:`rlctl.envs.uav.sim2real`'s named wrapper sets. Episode ``i`` of
 every set is reset with ``seed + i``, so a policy and a baseline controller meet the *same* start
 states, vehicles, noise and delays. Per set it reports the success rate with a Wilson 95% interval,
 time to goal, the causes of failed episodes, and the mean return; the ratio of held-out to nominal
@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from envs.make import check_env_id, make_env
+from rlctl.envs.ids import check_env_id
+from rlctl.envs.make import make_env
 from rlctl.errors import UserError
 
 Actor = Callable[[np.ndarray], np.ndarray]
@@ -39,15 +40,15 @@ def baseline_for(name: str, env: Any) -> Any:
     if name == "pid":
         if not hasattr(base, "obs_slices") or not hasattr(base, "nominal"):
             raise UserError(f"--baseline pid flies the rlctl/Quad* envs, not {base.__class__.__name__}")
-        from envs.controllers.quad_pid import QuadPID
+        from rlctl.envs.controllers.quad_pid import QuadPID
 
         try:
             return QuadPID(env)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     if name == "ik":
-        from envs.controllers.arm_ik import ArmIKController
-        from envs.controllers.arm_push import ArmPushController
+        from rlctl.envs.controllers.arm_ik import ArmIKController
+        from rlctl.envs.controllers.arm_push import ArmPushController
 
         try:
             return ArmPushController(env) if getattr(base, "TASK", None) == "push" else ArmIKController(env)
@@ -153,7 +154,7 @@ def _timeouts(records: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate_sets(env_id: str, env_kwargs: dict[str, Any], actors: dict[str, ActorFactory], sets: list[str],
                   episodes: int, seed: int) -> dict[str, Any]:
     """``actors[name](env) -> (act, reset)`` for each controller; every one runs every set on the same seeds."""
-    from envs.sim2real import SIM2REAL_SETS
+    from rlctl.envs.uav.sim2real import SIM2REAL_SETS
 
     bad = [s for s in sets if s not in SIM2REAL_SETS]
     if bad:

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.distributions import ActionSpec
-from agents.rollout import Rollout
-from envs.make import CRITIC_ONLY_OBS
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.rollout import Rollout
+from rlctl.envs.ids import CRITIC_ONLY_OBS
 from rlctl.errors import UserError
 
 
@@ -48,6 +48,19 @@ class SpaceAdapter:
         arr = np.asarray(batch, dtype=np.float32)
         return arr.reshape(arr.shape[0], self.obs_dim)
 
+    def from_env(self, actions: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`to_env`: ``[N, ...]`` env actions → ``[N, D]`` policy actions (float32 or int64).
+
+        For actions that did not come from the policy (a baseline controller's)."""
+        space, n = self.action_space, len(actions)
+        if isinstance(space, spaces.Discrete):
+            return (np.asarray(actions, dtype=np.int64) - int(space.start)).reshape(n, 1)
+        if isinstance(space, spaces.MultiDiscrete):
+            return (np.asarray(actions, dtype=np.int64) - space.start).reshape(n, -1)
+        if isinstance(space, spaces.MultiBinary):
+            return np.asarray(actions, dtype=np.int64).reshape(n, -1)
+        return np.asarray(actions, dtype=np.float32).reshape(n, self.action.dim)
+
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """``[N, D]`` policy actions (already clipped) → the batched form the vector env expects."""
         space = self.action_space
@@ -73,7 +86,7 @@ def adapter_for(obs_space: spaces.Space, action_space: spaces.Space, critic_only
 
 def adapter_for_env(env: Any) -> SpaceAdapter:
     """:func:`adapter_for` an env (single or vector), with the critic-only count it declares in its metadata
-    under ``envs.make.CRITIC_ONLY_OBS`` (0 when it declares none)."""
+    under ``rlctl.envs.make.CRITIC_ONLY_OBS`` (0 when it declares none)."""
     obs_space = getattr(env, "single_observation_space", env.observation_space)
     action_space = getattr(env, "single_action_space", env.action_space)
     critic_only = int((getattr(env, "metadata", None) or {}).get(CRITIC_ONLY_OBS, 0))

@@ -43,22 +43,6 @@ SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
 OBJECTIVE_EPISODES = 20
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("tune", help="search hyperparameters with Optuna (TPE + median pruner)",
-                       description="Hyperparameter search; the best trial is written as a preset file.")
-    p.add_argument("--env", required=True, help="gymnasium id to tune on")
-    p.add_argument("--preset", help="starting preset (default: the env's own)")
-    p.add_argument("--trials", type=int, default=20, help="trials to run in this invocation (default 20)")
-    p.add_argument("--steps", type=int, default=100_000, help="env steps per trial (default 100000)")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///tune.db (resumable); default in memory")
-    p.add_argument("--study-name", help="study name in the storage (default rlctl-<env>)")
-    p.add_argument("--seed", type=int, default=0, help="sampler seed (default 0)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed overrides for every trial")
-    p.add_argument("--out", help="preset file for the best trial (default tune-<env>.yaml)")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    p.set_defaults(func=run_cli)
-
-
 def _import_optuna() -> Any:
     try:
         import optuna
@@ -109,7 +93,7 @@ def _trial_config(env_id: str, preset: str | None, steps: int, set_items: list[s
 def objective_for(env_id: str, preset: str | None, steps: int, set_items: list[str]) -> Any:
     """The Optuna objective: train one trial config, report recent returns, return the final score."""
     optuna = _import_optuna()
-    from rlctl.trainer import train
+    from rlctl.train.loop import train
 
     def objective(trial: Any) -> float:
         cfg = _trial_config(env_id, preset, steps, set_items, trial)
@@ -144,7 +128,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from rlctl.checkpoint import atomic_write_text, prepare_output
 
     optuna = _import_optuna()
-    from envs.make import check_env_id
+    from rlctl.envs.ids import check_env_id
 
     check_env_id(args.env)
     if args.trials < 1 or args.steps < 1:

@@ -12,9 +12,9 @@ pytest.importorskip("pybullet")
 
 from gymnasium.utils.env_checker import check_env
 
-from envs.controllers.arm_ik import ArmIKController
-from envs.robots.arm import ArmReachEnv
-from envs.snapshot import capture_state, restore_state
+from rlctl.envs.controllers.arm_ik import ArmIKController
+from rlctl.envs.robots.arm import ArmReachEnv
+from rlctl.envs.snapshot import capture_state, restore_state
 
 SEEDS = range(20)
 
@@ -135,7 +135,7 @@ def test_get_state_set_state_restores_exactly_in_the_same_and_in_another_env(mak
 
 
 def test_snapshot_module_restores_the_arm_including_the_rng(make: Any) -> None:
-    """envs.snapshot uses get_state/set_state; with the RNG restored, even the next reset matches."""
+    """rlctl.envs.snapshot uses get_state/set_state; with the RNG restored, even the next reset matches."""
     env, other = make(), make()
     env.reset(seed=4)
     env.step(np.full(7, 0.5))
@@ -226,7 +226,7 @@ def test_rgb_array_render_is_a_small_image(make: Any) -> None:
 def test_registered_ids_build_the_dense_and_sparse_variants() -> None:
     import gymnasium
 
-    import envs  # noqa: F401 - registers rlctl/* ids
+    import rlctl.envs  # noqa: F401 - registers rlctl/* ids
 
     for env_id, kind in (("rlctl/ArmReach-v0", "dense"), ("rlctl/ArmReachSparse-v0", "sparse")):
         env = gymnasium.make(env_id)

@@ -13,11 +13,11 @@ pytest.importorskip("pybullet")
 
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401 - registers the rlctl/* ids
-from envs.controllers.arm_ik import ArmIKController
-from envs.controllers.arm_push import ArmPushController
-from envs.robots.push import ArmPushEnv
-from envs.snapshot import capture_state, restore_state
+import rlctl.envs  # noqa: F401 - registers the rlctl/* ids
+from rlctl.envs.controllers.arm_ik import ArmIKController
+from rlctl.envs.controllers.arm_push import ArmPushController
+from rlctl.envs.robots.push import ArmPushEnv
+from rlctl.envs.snapshot import capture_state, restore_state
 
 
 @pytest.fixture

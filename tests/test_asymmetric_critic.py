@@ -9,10 +9,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import envs  # noqa: F401  (registers the rlctl/ ids)
-from agents.distributions import ActionSpec
-from agents.policy import ActorCritic
-from envs.uav import privileged
+import rlctl.envs  # noqa: F401  (registers the rlctl/ ids)
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.policy import ActorCritic
+from rlctl.envs.uav import privileged
 from rlctl.errors import UserError
 from rlctl.export import export_policy
 from rlctl.spaces import adapter_for, adapter_for_env
@@ -105,7 +105,7 @@ def test_quad_privileged_state_is_the_simulators_truth_and_leaves_the_actor_part
 
 @pytest.mark.parametrize("sampler", ["inline", "process"])
 def test_training_on_a_privileged_env_builds_an_asymmetric_learner_and_workers(tmp_path, sampler: str) -> None:
-    from rlctl.trainer import train
+    from rlctl.train.loop import train
     from tests.helpers import small_config, weights
 
     cfg = small_config("rlctl/QuadHover-v0", env={"num_envs": 2, "kwargs": {"privileged_obs": True}},

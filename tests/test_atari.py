@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from envs.atari import AtariFrames, EpisodicLife, FireReset, _area_taps, make_atari_env
-from envs.errors import EnvError
+from rlctl.envs.atari import AtariFrames, EpisodicLife, FireReset, _area_taps, make_atari_env
+from rlctl.envs.errors import EnvError
 
 
 def _wrappers(env: gym.Env) -> list[type]:

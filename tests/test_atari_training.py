@@ -13,18 +13,19 @@ import torch
 
 pytest.importorskip("ale_py")
 
-from agents.cnn import CnnActorCritic
-from agents.distributions import ActionSpec
-from agents.ppo import MinibatchStep, ppo_loss
-from envs.errors import EnvError
-from envs.make import make_env, make_vector_env
-from envs.snapshot import capture_state, restore_state
-from rlctl.collect import Collector
+from rlctl.agents.cnn import CnnActorCritic
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.ppo import MinibatchStep, ppo_loss
 from rlctl.config import preset_for, resolve_config
+from rlctl.envs.errors import EnvError
+from rlctl.envs.make import make_env, make_vector_env
+from rlctl.envs.snapshot import capture_state, restore_state
 from rlctl.errors import UserError
 from rlctl.evaluate import act, evaluate_policy
+from rlctl.runs import build_agent
+from rlctl.sampling.collector import Collector
 from rlctl.spaces import adapter_for, rollout_for
-from rlctl.trainer import build_agent, train
+from rlctl.train.loop import train
 from tests.helpers import small_config, weights
 
 PONG = "ALE/Pong-v5"
@@ -222,7 +223,7 @@ def test_bf16_encoder_stays_close_to_fp32_with_the_same_weights() -> None:
 
 
 def test_auto_precision_takes_bf16_only_where_the_device_computes_it_natively(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rlctl.trainer as trainer
+    import rlctl.runs as trainer
 
     env = make_env(PONG)
     adapter = adapter_for(env.observation_space, env.action_space)

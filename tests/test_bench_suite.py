@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlctl.bench_suite import _versus_sb3, iqm, is_current, permutation_p, stratified_bootstrap_ci
+from rlctl.bench.suite import _versus_sb3, iqm, is_current, permutation_p, stratified_bootstrap_ci
 from tests.test_cli import assert_user_error, rlctl
 
 
@@ -65,8 +65,8 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
 def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path) -> None:
     import json
 
-    from rlctl.bench_matrix import run_matrix
-    from rlctl.bench_worker import fingerprint
+    from rlctl.bench.matrix import run_matrix
+    from rlctl.bench.worker import fingerprint
 
     runs = tmp_path / "runs"
     run_matrix([("rlctl", "InvertedPendulum-v5", 1)], "-", 1024, 1, runs)
@@ -83,15 +83,15 @@ def test_a_result_from_an_older_preset_is_set_aside_and_run_again(tmp_path: Path
 
 
 def test_a_config_field_added_at_its_default_keeps_fingerprints() -> None:
-    from rlctl.bench_worker import fingerprint, worker_config
-    from rlctl.config import to_dict
+    from rlctl.bench.worker import fingerprint, worker_config
+    from rlctl.config import to_dict, with_overrides
 
     cfg = worker_config("rlctl", "HalfCheetah-v5", "-", 1000, 1, 1)[0]  # recompute_adv at its default
     older = to_dict(cfg)
     del older["ppo"]["recompute_adv"]  # a result written before the field existed
     assert fingerprint(older) == fingerprint(cfg)
-    cfg.ppo.recompute_adv = not cfg.ppo.recompute_adv
-    assert fingerprint(older) != fingerprint(cfg)
+    changed = with_overrides(cfg, {"ppo": {"recompute_adv": not cfg.ppo.recompute_adv}})
+    assert fingerprint(older) != fingerprint(changed)
 
 
 def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_a_lock_is_stale_only_when_its_process_on_this_host_is_gone(tmp_path: Pa
     import subprocess
     import sys
 
-    from rlctl.bench_matrix import _lock_is_stale
+    from rlctl.bench.matrix import _lock_is_stale
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -127,8 +127,8 @@ def test_a_candidate_preset_runs_apart_from_the_table_and_lands_in_the_screen(tm
 def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tmp_path: Path) -> None:
     import json
 
-    from rlctl.bench_matrix import run_matrix
-    from rlctl.bench_worker import worker_config
+    from rlctl.bench.matrix import run_matrix
+    from rlctl.bench.worker import worker_config
     from rlctl.config import to_dict
 
     screen, same, other = tmp_path / "suite-x", tmp_path / "suite", tmp_path / "suite-y"
@@ -146,8 +146,8 @@ def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tm
 
 
 def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
-    from rlctl.bench_suite import _sb3_unmatched
-    from rlctl.bench_worker import sb3_kwargs, sb3_unmatched
+    from rlctl.bench.suite import _sb3_unmatched
+    from rlctl.bench.worker import sb3_kwargs, sb3_unmatched
     from rlctl.config import resolve_config
 
     hopper = resolve_config("Hopper-v5")[0]  # Tianshou's settings: advantages recomputed every epoch
@@ -161,7 +161,7 @@ def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
 
 
 def test_sb3_runs_get_the_env_kwargs_and_time_limit_of_the_preset() -> None:
-    from rlctl.bench_worker import sb3_env_maker
+    from rlctl.bench.worker import sb3_env_maker
     from rlctl.config import resolve_config
 
     ant = resolve_config("Ant-v5", set_items=["env.max_episode_steps=50"])[0]

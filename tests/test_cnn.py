@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from agents.cnn import CnnActorCritic, ImpalaCNN, NatureCNN
-from agents.distributions import ActionSpec, MultiCategorical
-from agents.normalize import RewardScaler
+from rlctl.agents.cnn import CnnActorCritic, ImpalaCNN, NatureCNN
+from rlctl.agents.distributions import ActionSpec, MultiCategorical
+from rlctl.agents.normalize import RewardScaler
 
 PONG = ActionSpec("discrete", 1, (6,))
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from agents.distributions import ActionSpec
-from agents.policy import ActorCritic
-from agents.ppo import MinibatchStep
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.policy import ActorCritic
+from rlctl.agents.ppo import MinibatchStep
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_compiled_minibatch_step_matches_eager_step() -> None:
 
 def test_the_trainers_fused_adam_follows_the_same_path_as_per_tensor_adam() -> None:
     from rlctl.config import Config
-    from rlctl.trainer import make_optimizer
+    from rlctl.train.optim import make_optimizer
 
     torch.manual_seed(0)
     spec = ActionSpec("continuous", 3, low=(-1.0,) * 3, high=(1.0,) * 3)

@@ -1,8 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from rlctl.config import Config, load_presets, load_yaml, parse_set, resolve_config, save_yaml
+from rlctl.config import (
+    Config,
+    from_dict,
+    load_presets,
+    load_yaml,
+    parse_set,
+    resolve_config,
+    save_yaml,
+    with_overrides,
+)
 from rlctl.errors import UserError
 
 
@@ -38,8 +49,8 @@ def test_env_kwargs_of_every_env_entry_are_accepted_by_its_env() -> None:
     """A misspelt keyword in a preset would otherwise only surface when someone trains that task."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the rlctl/* ids)
-    from envs.make import make_env
+    import rlctl.envs  # noqa: F401  (registers the rlctl/* ids)
+    from rlctl.envs.make import make_env
 
     checked = []
     for name, entry in load_presets().items():
@@ -79,3 +90,35 @@ def test_invalid_values_name_the_key(items: list[str], message: str) -> None:
 def test_parse_set_builds_nested_values_with_yaml_types() -> None:
     assert parse_set(["a.b=1e-3", "a.c=true", "d.e=null", "d.f=[1, 2]"]) == {
         "a": {"b": 1e-3, "c": True}, "d": {"e": None, "f": [1, 2]}}
+
+
+@pytest.mark.parametrize("section", ["env", "policy", "ppo", "arbiter", "run"])
+def test_a_resolved_config_cannot_be_assigned_to(section: str) -> None:
+    cfg, _ = resolve_config("CartPole-v1")
+    part = getattr(cfg, section)
+    name = dataclasses.fields(part)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(part, name, getattr(part, name))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.ppo = cfg.ppo  # type: ignore[misc]
+
+
+def test_with_overrides_derives_a_checked_copy_and_leaves_the_original() -> None:
+    cfg, _ = resolve_config("Pendulum-v1", None, {"env": {"kwargs": {"a": 1}}})
+    before = save_yaml(cfg)
+    changed = with_overrides(cfg, {"run": {"device": "cpu"}, "env": {"kwargs": {"b": 2}}})
+    assert changed.run.device == "cpu" and changed.env.kwargs == {"a": 1, "b": 2}  # mappings merge, as --set does
+    assert save_yaml(cfg) == before and cfg.env.kwargs == {"a": 1}
+    assert changed.ppo == cfg.ppo and changed.ppo is not cfg.ppo  # a copy, sharing nothing mutable
+    with pytest.raises(UserError, match=r"run\.device"):
+        with_overrides(cfg, {"run": {"device": "tpu"}})
+    with pytest.raises(UserError, match=r"unknown config key 'run\.devise'"):
+        with_overrides(cfg, {"run": {"devise": "cpu"}})
+    with pytest.raises(UserError, match=r"overlap=true needs run\.sampler"):  # cross-field rules, too
+        with_overrides(cfg, {"run": {"overlap": True}})
+
+
+def test_from_dict_leaves_its_base_as_it_was() -> None:
+    base = Config()
+    derived = from_dict({"ppo": {"gamma": 0.5}}, base)
+    assert derived.ppo.gamma == 0.5 and base.ppo.gamma == Config().ppo.gamma

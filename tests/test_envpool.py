@@ -14,13 +14,13 @@ pytest.importorskip("envpool")
 
 import ale_py
 
-from envs.errors import EnvError
-from envs.make import make_vector_env
-from rlctl.trainer import train
+from rlctl.envs.errors import EnvError
+from rlctl.envs.make import make_vector_env
+from rlctl.train.loop import train
 from tests.helpers import small_config, stop_after
 
 # Options under which the two backends run the very same frames: one no-op frame at reset, no sticky
-# actions, no FIRE presses and no life-loss resets (those two differ, see envs/envpool_atari.py).
+# actions, no FIRE presses and no life-loss resets (those two differ, see envs/atari/envpool.py).
 SAME = {"noop_max": 1, "repeat_action_probability": 0.0, "fire_reset": False, "terminal_on_life_loss": False}
 
 

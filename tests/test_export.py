@@ -20,9 +20,9 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from agents.distributions import DiagGaussian
-from agents.policy import ActorCritic
-from rlctl.config import Config
+from rlctl.agents.distributions import DiagGaussian
+from rlctl.agents.policy import ActorCritic
+from rlctl.config import Config, from_dict
 from rlctl.errors import UserError
 from rlctl.export import TOLERANCE, ExportMismatchError, NumpyPolicy, export_policy, verification_obs
 from rlctl.spaces import SpaceAdapter, adapter_for
@@ -51,9 +51,7 @@ def make_agent(action_space: spaces.Space, obs_space: spaces.Space = PENDULUM_OB
 
 
 def pendulum_cfg() -> Config:
-    cfg = Config()
-    cfg.env.id = "Pendulum-v1"
-    return cfg
+    return from_dict({"env": {"id": "Pendulum-v1"}})
 
 
 def test_onnx_export_matches_torch_with_normalization_in_the_graph(tmp_path: Path) -> None:
@@ -206,7 +204,7 @@ def test_existing_export_is_refused_without_force_and_replaced_with_it(tmp_path:
 
 
 def test_failed_verification_raises_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rlctl.export as export
+    import rlctl.export.exporter as export
 
     def off_by_a_bit(agent: ActorCritic) -> tuple[bytes, Any, str]:
         runner = NumpyPolicy.from_agent(agent)
@@ -257,7 +255,7 @@ def run_export_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple
 
         code = main(["export", *argv])
     else:
-        from rlctl.export_cli import add_parser
+        from rlctl.cli.export import add_parser
 
         parser = argparse.ArgumentParser(prog="rlctl")
         add_parser(parser.add_subparsers(dest="verb"))
@@ -289,9 +287,9 @@ def test_cli_trains_a_tiny_run_and_exports_it_end_to_end(tmp_path: Path, capsys:
     assert side["checkpoint"] == str(run / "checkpoint.pt")
 
     # The exported runner drives the real env like the checkpoint's policy does.
-    from rlctl.cli import _load_policy
+    from rlctl.runs import load_policy
 
-    _, agent, _, _ = _load_policy(str(run))
+    agent = load_policy(str(run)).agent
     runner = NumpyPolicy.load(run / "export" / "policy.npz")
     env = gym.make("Pendulum-v1")
     obs, _ = env.reset(seed=0)

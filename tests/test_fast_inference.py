@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents.distributions import ActionSpec
-from agents.fast_inference import NumpyActorCritic, supports
-from agents.policy import ActorCritic
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.fast_inference import NumpyActorCritic, supports
+from rlctl.agents.policy import ActorCritic
 
 
 def _agent(activation: str = "tanh", normalize: bool = True, actor_obs_dim: int | None = None) -> ActorCritic:

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.gae import compute_gae
-from agents.policy import ActorCritic
-from agents.rollout import Rollout
+from rlctl.agents.gae import compute_gae
+from rlctl.agents.policy import ActorCritic
+from rlctl.agents.rollout import Rollout
 
 
 def _col(*xs: float) -> torch.Tensor:
@@ -92,9 +92,9 @@ def _filled_rollout(agent: ActorCritic, steps: int = 6, envs: int = 3) -> Rollou
 
 
 def test_recomputed_advantages_follow_the_current_critic_and_keep_the_unseen_bootstraps() -> None:
-    from agents.distributions import ActionSpec
+    from rlctl.agents.distributions import ActionSpec
     from rlctl.config import PPOConfig
-    from rlctl.trainer import recompute_advantages
+    from rlctl.train.advantages import recompute_advantages
 
     torch.manual_seed(0)
     agent = ActorCritic(4, ActionSpec("continuous", 2, low=(-1.0,) * 2, high=(1.0,) * 2), [8, 8])
@@ -126,7 +126,7 @@ def test_recomputed_advantages_follow_the_current_critic_and_keep_the_unseen_boo
 
 @pytest.mark.slow
 def test_training_with_recomputed_advantages_balances_cartpole(tmp_path: Path) -> None:
-    from rlctl.trainer import train
+    from rlctl.train.loop import train
     from tests.helpers import small_config
 
     cfg = small_config("CartPole-v1", ppo={"total_timesteps": 40960, "recompute_adv": True}, run={"eval_episodes": 5})

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from torch.distributions import Categorical, Normal
 
-from agents.distributions import DiagGaussian, MultiCategorical
-from agents.normalize import RewardScaler, RunningMeanStd
+from rlctl.agents.distributions import DiagGaussian, MultiCategorical
+from rlctl.agents.normalize import RewardScaler, RunningMeanStd
 
 
 def test_running_mean_std_matches_numpy_over_uneven_batches() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlctl.cli import main
-from rlctl.plot import rolling_mean
+from rlctl.cli.plot import rolling_mean
 
 
 def test_rolling_mean_averages_the_last_window_values() -> None:

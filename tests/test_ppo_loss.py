@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from agents.ppo import explained_variance, ppo_loss
+from rlctl.agents.ppo import explained_variance, ppo_loss
 
 
 def _loss(**over: object) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -65,3 +66,32 @@ def test_explained_variance() -> None:
     assert explained_variance(target, target) == 1.0
     assert abs(explained_variance(torch.full((4,), 2.5), target)) < 1e-6
     assert math.isnan(explained_variance(target, torch.ones(4)))
+
+
+def _cleanrl_value_loss(newvalue: torch.Tensor, b_values: torch.Tensor, b_returns: torch.Tensor,
+                        clip_coef: float, clip_vloss: bool) -> torch.Tensor:
+    """ppo_continuous_action.py's value loss, as CleanRL writes it (with its ½)."""
+    if clip_vloss:
+        v_loss_unclipped = (newvalue - b_returns) ** 2
+        v_clipped = b_values + torch.clamp(newvalue - b_values, -clip_coef, clip_coef)
+        v_loss_clipped = (v_clipped - b_returns) ** 2
+        return 0.5 * torch.max(v_loss_unclipped, v_loss_clipped).mean()
+    return 0.5 * ((newvalue - b_returns) ** 2).mean()
+
+
+@pytest.mark.parametrize("clip_vloss", [False, True])
+@pytest.mark.parametrize(("env_id", "preset", "cleanrl_clip"),
+                         [("HalfCheetah-v5", "cleanrl-continuous", 0.2), ("ALE/Pong-v5", "atari", 0.1)])
+def test_cleanrl_parity_presets_weight_the_value_loss_as_cleanrl_does(env_id: str, preset: str, cleanrl_clip: float,
+                                                                       clip_vloss: bool) -> None:
+    from rlctl.config import resolve_config
+
+    cfg, _ = resolve_config(env_id, preset)
+    assert cfg.ppo.clip_vloss and cfg.ppo.clip_coef == cleanrl_clip  # as in CleanRL; both loss forms are checked
+    gen = torch.Generator().manual_seed(0)
+    new_values, old_values, returns = (torch.randn(256, generator=gen) for _ in range(3))
+    zeros = torch.zeros(256)
+    _, stats = ppo_loss(zeros, zeros, zeros, new_values, old_values, returns, zeros, cfg.ppo.clip_coef, clip_vloss,
+                        0.0, cfg.ppo.vf_coef)
+    cleanrl = 0.5 * _cleanrl_value_loss(new_values, old_values, returns, cleanrl_clip, clip_vloss)  # its vf_coef 0.5
+    assert math.isclose(cfg.ppo.vf_coef * stats["value_loss"].item(), cleanrl.item(), rel_tol=1e-6)

@@ -9,11 +9,11 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("pybullet")
 
-import envs
-from envs.controllers.quad_pid import QuadPID
-from envs.snapshot import capture_state, restore_state
-from envs.uav.model import QuadParams
-from envs.uav.tasks import QuadGatesEnv, QuadHoverEnv, QuadWaypointEnv
+from rlctl import envs
+from rlctl.envs.controllers.quad_pid import QuadPID
+from rlctl.envs.snapshot import capture_state, restore_state
+from rlctl.envs.uav.model import QuadParams
+from rlctl.envs.uav.tasks import QuadGatesEnv, QuadHoverEnv, QuadWaypointEnv
 
 
 def _place(env: QuadHoverEnv, pos: tuple[float, float, float], omega: float | None = None) -> None:
@@ -224,7 +224,7 @@ def test_ctbr_mode_tracks_a_body_rate_command() -> None:
 
 
 def test_ctbr_rate_loop_integral_cancels_an_uneven_motor(monkeypatch: pytest.MonkeyPatch) -> None:
-    import envs.uav.quadrotor as quadrotor
+    import rlctl.envs.uav.quadrotor as quadrotor
 
     def residual_roll_rate() -> float:
         env = QuadHoverEnv(action_mode="ctbr", drag=False, max_tilt=3.0,

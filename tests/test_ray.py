@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rlctl.config import with_overrides
 from rlctl.logger import read_metrics
-from rlctl.trainer import train
+from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, small_config, weights
 
 ray = pytest.importorskip("ray")
@@ -25,7 +26,7 @@ def _cfg(sampler: str):  # type: ignore[no-untyped-def]
 
 
 def test_local_cluster_stays_on_loopback(tmp_path: Path) -> None:
-    from rlctl.ray_sampler import RaySampler
+    from rlctl.sampling.ray_actors import RaySampler
 
     seen = {}
     original = RaySampler.launch
@@ -36,8 +37,7 @@ def test_local_cluster_stays_on_loopback(tmp_path: Path) -> None:
 
     RaySampler.launch = record  # type: ignore[method-assign]
     try:
-        cfg = _cfg("ray")
-        cfg.ppo.total_timesteps = 256
+        cfg = with_overrides(_cfg("ray"), {"ppo": {"total_timesteps": 256}})
         train(cfg, tmp_path, progress=False)
     finally:
         RaySampler.launch = original  # type: ignore[method-assign]
@@ -53,7 +53,7 @@ def test_ray_actors_give_exactly_the_process_samplers_run(tmp_path: Path) -> Non
 
 
 def test_killed_ray_actor_is_restarted_and_training_completes(tmp_path: Path) -> None:
-    from rlctl import ray_sampler
+    from rlctl.sampling import ray_actors as ray_sampler
 
     killed = {"done": False}
     original = ray_sampler.RaySampler.launch

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from rlctl.config import with_overrides
 from rlctl.logger import read_metrics
-from rlctl.trainer import train
+from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, small_config, stop_after, weights
 
 CASES = {
@@ -56,8 +57,7 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path: Path) -> None
 
 def test_run_directory_holds_config_events_metrics_and_checkpoint(tmp_path: Path) -> None:
     cfg = small_config("Hopper-v5", **CASES["Hopper-v5"])  # type: ignore[arg-type]
-    cfg.run.eval_episodes = 2
-    cfg.run.log_every = 256
+    cfg = with_overrides(cfg, {"run": {"eval_episodes": 2, "log_every": 256}})
     train(cfg, tmp_path, progress=False)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"config.yaml", "checkpoint.pt", "metrics.jsonl", "final_eval.json"} <= names

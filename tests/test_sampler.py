@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rlctl.config import with_overrides
 from rlctl.logger import read_metrics
-from rlctl.trainer import train
+from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, small_config, stop_after, weights
 
 KW = dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
@@ -20,9 +21,7 @@ KW = dict(env={"num_envs": 2}, ppo={"total_timesteps": 2048, "num_steps": 128, "
 
 
 def _cfg(overlap: bool):  # type: ignore[no-untyped-def]
-    cfg = small_config("Hopper-v5", **KW)  # type: ignore[arg-type]
-    cfg.run.overlap = overlap
-    return cfg
+    return with_overrides(small_config("Hopper-v5", **KW), {"run": {"overlap": overlap}})  # type: ignore[arg-type]
 
 
 def test_overlapped_run_resumed_mid_flight_matches_uninterrupted_run(tmp_path: Path) -> None:
@@ -49,8 +48,7 @@ def test_an_error_that_survives_restarts_stops_training_with_its_message(tmp_pat
     def broken(obs, action, next_obs, env_reward, info):  # type: ignore[no-untyped-def]
         raise ValueError("reward code exploded")
 
-    cfg = _cfg(True)
-    cfg.run.max_worker_restarts = 1
+    cfg = with_overrides(_cfg(True), {"run": {"max_worker_restarts": 1}})
     with pytest.raises(RuntimeError, match=r"(?s)failed 2 times.*reward code exploded"):
         train(cfg, tmp_path, reward_fn=broken, progress=False)
 
@@ -81,8 +79,7 @@ def test_hung_sampler_is_restarted_after_the_timeout(tmp_path: Path) -> None:
             time.sleep(600)
         return env_reward, {}
 
-    cfg = _cfg(False)
-    cfg.run.worker_timeout = 3.0
+    cfg = with_overrides(_cfg(False), {"run": {"worker_timeout": 3.0}})
     t0 = time.perf_counter()
     result = train(cfg, tmp_path / "run", reward_fn=hang_once, progress=False)
     assert result.global_step == 2048
@@ -93,7 +90,7 @@ def test_hung_sampler_is_restarted_after_the_timeout(tmp_path: Path) -> None:
 def test_unmerge_recovers_the_increment_and_merge_rebuilds_the_whole() -> None:
     import torch
 
-    from rlctl.sampler import merge_moments, unmerge_moments
+    from rlctl.sampling.worker import merge_moments, unmerge_moments
 
     def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return x.mean(0), x.var(0, unbiased=False), torch.tensor(float(x.shape[0]), dtype=torch.float64)
@@ -113,9 +110,7 @@ def test_unmerge_recovers_the_increment_and_merge_rebuilds_the_whole() -> None:
 
 def test_two_workers_are_deterministic_resume_exactly_and_count_every_observation(tmp_path: Path) -> None:
     def cfg():  # type: ignore[no-untyped-def]
-        c = _cfg(True)
-        c.run.num_workers = 2
-        return c
+        return with_overrides(_cfg(True), {"run": {"num_workers": 2}})
 
     full = train(cfg(), tmp_path / "full", progress=False)
     again = train(cfg(), tmp_path / "again", progress=False)

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-import envs  # noqa: F401 - registers rlctl/* ids
-from envs.errors import EnvError
-from envs.make import make_env
-from envs.sim2real import (
+import rlctl.envs  # noqa: F401 - registers rlctl/* ids
+from rlctl.envs.errors import EnvError
+from rlctl.envs.make import make_env
+from rlctl.envs.uav.sim2real import (
     HELD_OUT_DYNAMICS,
     RANDOMIZED_DYNAMICS,
     ActionDelay,
@@ -22,7 +22,7 @@ from envs.sim2real import (
     Range,
     SensorNoise,
 )
-from envs.uav.tasks import QuadHoverEnv
+from rlctl.envs.uav.tasks import QuadHoverEnv
 
 
 def _rollout(env: gym.Env, actions: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -168,7 +168,7 @@ def test_unknown_sets_and_parameters_are_clear_errors() -> None:
 
 
 def test_error_integral_accumulates_a_near_offset_holds_a_far_one_and_resets() -> None:
-    from envs.uav.integral import TargetErrorIntegral
+    from rlctl.envs.uav.integral import TargetErrorIntegral
 
     env = gym.make("rlctl/QuadHover-v0", error_integral=True).env  # without OrderEnforcing
     assert isinstance(env, TargetErrorIntegral)
@@ -225,7 +225,7 @@ def test_forced_delays_are_used_in_range_and_rejected_outside_it() -> None:
 
 
 def test_latency_priority_moves_episodes_to_the_failing_pair_and_keeps_the_others() -> None:
-    from envs.sim2real import LatencyPriority
+    from rlctl.envs.uav.sim2real import LatencyPriority
 
     env = LatencyPriority(ObservationDelay(ActionDelay(_DelayProbe(), (0, 2)), (0, 3)), share=0.5)
     assert len(env.pairs) == 12  # ranges read from the delay wrappers inside
@@ -256,7 +256,7 @@ def test_latency_priority_is_seeded_training_only_and_needs_latency() -> None:
     with pytest.raises(EnvError, match="latency_priority"):
         make_env("rlctl/QuadHover-v0", {"latency_priority": 0.5})
     with pytest.raises(ValueError, match="share"):
-        from envs.sim2real import LatencyPriority
+        from rlctl.envs.uav.sim2real import LatencyPriority
 
         LatencyPriority(ObservationDelay(ActionDelay(QuadHoverEnv(), (0, 1)), (0, 1)), share=1.5)
     with pytest.raises(ValueError, match="no ObservationDelay"):

@@ -35,7 +35,7 @@ def test_pid_baseline_eval_reports_success_per_set_and_the_gap(tmp_path: Path) -
 
 
 def test_timeouts_say_whether_the_controller_reached_the_last_target_and_how_it_ended() -> None:
-    from envs.make import make_env
+    from rlctl.envs.make import make_env
     from rlctl.sim2real_eval import _timeout_note, baseline_actor, run_episodes, summarize
 
     def timeouts(env_id: str, **kwargs: object) -> dict:
@@ -111,7 +111,7 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
 
 
 def test_gap_interval_covers_the_mean_and_widens_with_fewer_episodes_or_disagreeing_seeds() -> None:
-    from rlctl.bench_uav import gap_interval
+    from rlctl.bench.uav import gap_interval
 
     def seed(nominal: int, held_out: int, episodes: int = 200) -> dict:
         return {"nominal": {"successes": nominal, "episodes": episodes},

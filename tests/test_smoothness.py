@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.distributions import ActionSpec
-from agents.policy import ActorCritic
-from agents.ppo import MinibatchStep, ppo_update, smoothness_penalties
-from agents.rollout import Rollout
+from rlctl.agents.distributions import ActionSpec
+from rlctl.agents.policy import ActorCritic
+from rlctl.agents.ppo import MinibatchStep, ppo_update, smoothness_penalties
+from rlctl.agents.rollout import Rollout
 from rlctl.config import PPOConfig, from_dict
 from rlctl.errors import UserError
-from rlctl.trainer import next_step_pairs
+from rlctl.train.advantages import next_step_pairs
 
 SPEC = ActionSpec("continuous", 2, low=(-1.0,) * 2, high=(1.0,) * 2)
 

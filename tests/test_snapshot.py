@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.make import make_env
-from envs.snapshot import capture_state, restore_state
 from rlctl.checkpoint import from_safe, to_safe
+from rlctl.envs.make import make_env
+from rlctl.envs.snapshot import capture_state, restore_state
 
 
 def _continuation_matches(env_id: str, warmup: int = 40, horizon: int = 40) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlctl.trainer import train
+from rlctl.train.loop import train
 from tests.helpers import small_config
 
 GAMMA = 0.9

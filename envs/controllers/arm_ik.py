@@ -1,4 +1,4 @@
-"""Scripted reach controller for :class:`envs.robots.arm.ArmReachEnv`: inverse kinematics, then joint steps.
+"""Scripted reach controller for :class:`rlctl.envs.robots.arm.ArmReachEnv`: inverse kinematics, then joint steps.
 
 A baseline that shows the task is solvable in a few dozen steps, a source of demonstrations, and a
 check that the env's success test can be passed on purpose (and is not passed by chance).
@@ -15,7 +15,7 @@ import pybullet
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
-from envs.robots.arm import ArmReachEnv
+from rlctl.envs.robots.arm import ArmReachEnv
 
 
 class ArmIKController:

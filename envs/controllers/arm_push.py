@@ -1,4 +1,4 @@
-"""Scripted push controller for :class:`envs.robots.push.ArmPushEnv`: get behind the cube, then push.
+"""Scripted push controller for :class:`rlctl.envs.robots.push.ArmPushEnv`: get behind the cube, then push.
 
 Stateless, like the reach controller: the phase is read off the observation each step, so the
 controller can take over mid-episode (arbitration) and can replay demonstrations from any state.
@@ -14,8 +14,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.controllers.arm_ik import ArmIKController
-from envs.robots.push import ArmPushEnv
+from rlctl.envs.controllers.arm_ik import ArmIKController
+from rlctl.envs.robots.push import ArmPushEnv
 
 
 class ArmPushController:

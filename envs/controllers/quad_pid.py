@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.uav.model import RPM_TO_RADS
+from rlctl.envs.uav.model import RPM_TO_RADS
 
 # DSLPIDControl's Crazyflie gains (force loop in N, torque loop in PWM units) and PWM ↔ RPM map.
 P_POS = np.array([0.4, 0.4, 1.25])
@@ -36,7 +36,7 @@ I_ATT_CLAMP = np.array([1.0, 1.0, 1.0])
 PWM2RPM_SCALE, PWM2RPM_CONST = 0.2685, 4070.3
 MIN_PWM, MAX_PWM = 20000.0, 65535.0
 MAX_TORQUE_PWM = 3200.0
-# rows: motors 0..3 (envs.uav.model order); columns: roll, pitch, yaw torque (PWM units)
+# rows: motors 0..3 (rlctl.envs.uav.model order); columns: roll, pitch, yaw torque (PWM units)
 MIXER = np.array([[-0.5, -0.5, -1.0], [-0.5, 0.5, 1.0], [0.5, 0.5, -1.0], [0.5, -0.5, 1.0]])
 # ctbr mode: attitude error (the vee of R_d^T R - R^T R_d, ~2x the angle) → body-rate setpoint [rad/s]. Kept
 # well under the env's rate-loop bandwidth (20 rad/s roll/pitch, 10 yaw), as cascades need.

@@ -252,7 +252,7 @@ class ArmReachEnv(gym.Env[np.ndarray, np.ndarray]):
             self._client = None
         super().close()
 
-    # -- exact save/restore (used by envs.snapshot) ----------------------------------------------
+    # -- exact save/restore (used by rlctl.envs.snapshot) ----------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
         """Everything that determines the future besides the RNG, as plain arrays and numbers.

@@ -1,4 +1,4 @@
-"""Push task for the KUKA arm of :mod:`envs.robots.arm`: slide a cube along the floor to a goal.
+"""Push task for the KUKA arm of :mod:`rlctl.envs.robots.arm`: slide a cube along the floor to a goal.
 
 Contact-rich where reaching is not: the arm has to get behind the cube and push it in the right
 direction, so a reward that only pulls the hand toward the goal does not solve it. The arm, its
@@ -15,7 +15,7 @@ import numpy as np
 import pybullet
 from gymnasium import spaces
 
-from envs.robots.arm import ArmReachEnv
+from rlctl.envs.robots.arm import ArmReachEnv
 
 
 class ArmPushEnv(ArmReachEnv):
@@ -131,7 +131,7 @@ class ArmPushEnv(ArmReachEnv):
             info["failure_reason"] = "cube_lost"
         return obs, float(sum(components.values())), terminated, truncated, info
 
-    # -- exact save/restore (used by envs.snapshot) ----------------------------------------------
+    # -- exact save/restore (used by rlctl.envs.snapshot) ----------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
         """The whole simulation, contacts included, plus the task's own variables.

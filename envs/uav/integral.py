@@ -8,7 +8,7 @@ this wrapper gives the policy the same state. It is computed from the observatio
 (after sensor noise and delay), as on-board code would compute it, and it is the only state the
 exported policy needs besides its inputs (see README, *Robots and UAVs*).
 
-Integration is conditional, as in :class:`envs.controllers.quad_pid.QuadPID`: while the target is more
+Integration is conditional, as in :class:`rlctl.envs.controllers.quad_pid.QuadPID`: while the target is more
 than ``radius`` away the integral holds, so chasing a far waypoint does not wind it up, and what it has
 learnt about the vehicle (its weight, its thrust asymmetry) carries over to the next waypoint.
 """
@@ -39,6 +39,15 @@ class TargetErrorIntegral(gym.ObservationWrapper):
         dim = int(np.prod(env.observation_space.shape or (0,))) + 3
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
         self.integral = np.zeros(3)
+
+    @property
+    def wrapper_state(self) -> dict[str, Any]:
+        """The integral so far: it shapes every later observation (for :mod:`rlctl.envs.snapshot`)."""
+        return {"integral": self.integral.copy()}
+
+    @wrapper_state.setter
+    def wrapper_state(self, state: dict[str, Any]) -> None:
+        self.integral = np.array(state["integral"], dtype=np.float64)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         self.integral = np.zeros(3)

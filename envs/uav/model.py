@@ -7,7 +7,7 @@ where randomization makes them differ.
 Nominal values follow gym-pybullet-drones' ``cf2x`` model (mass, inertia, arm, kf, km and
 thrust-to-weight), converted to SI per rad/s. Sources disagree on several of them (inertia by up
 to ~70%, km by 2x, the motor time constant from 0.03 to 0.2 s); the randomization ranges in
-:mod:`envs.sim2real` cover those disagreements.
+:mod:`rlctl.envs.uav.sim2real` cover those disagreements.
 """
 
 from __future__ import annotations

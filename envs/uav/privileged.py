@@ -8,11 +8,11 @@ simulator's state instead; the actor, which must run on the robot, keeps its own
 
 This wrapper appends that state to the observation and declares the count in
 ``metadata["critic_only_obs"]``; the learner feeds those entries to the critic alone (see
-:class:`agents.policy.ActorCritic`), and export drops them. Appended, in order:
+:class:`rlctl.agents.policy.ActorCritic`), and export drops them. Appended, in order:
 
 * the true (noise-free, undelayed) target error, rotation matrix, body-frame velocity and body rates;
 * motor speeds relative to the nominal hover speed, and the rate loop's integral (CTBR mode);
-* the drawn vehicle parameters relative to nominal (:class:`envs.uav.model.QuadParams`);
+* the drawn vehicle parameters relative to nominal (:class:`rlctl.envs.uav.model.QuadParams`);
 * the episode's observation and action delay in control steps (0 without the delay wrappers).
 """
 
@@ -25,8 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.make import CRITIC_ONLY_OBS, find_wrapper
-from envs.sim2real import ActionDelay, ObservationDelay
+from rlctl.envs.ids import CRITIC_ONLY_OBS, find_wrapper
+from rlctl.envs.uav.sim2real import ActionDelay, ObservationDelay
 
 FEATURES: tuple[tuple[str, int], ...] = (
     ("target_error", 3), ("rotation", 9), ("velocity_body", 3), ("body_rates", 3), ("motor_speed", 4),

@@ -30,6 +30,7 @@ import contextlib
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.uav.model import YAW_SIGN, QuadParams
+from rlctl.envs.uav.model import YAW_SIGN, QuadParams
 
 GROUND_EFFECT_COEFF = 11.36859  # gym-pybullet-drones' cf2x value
 PROP_RADIUS = 2.31348e-2
@@ -90,6 +91,29 @@ def quat_from_euler(roll: float, pitch: float, yaw: float) -> tuple[float, float
     cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
     return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy,
             cr * cp * cy + sr * sp * sy)
+
+
+def _save_world(client: Any) -> np.ndarray:
+    """The PyBullet world's exact state (``saveBullet``), as the file's bytes."""
+    fd, path = tempfile.mkstemp(suffix=".bullet")
+    os.close(fd)
+    try:
+        client.saveBullet(path)
+        with open(path, "rb") as fh:
+            return np.frombuffer(fh.read(), dtype=np.uint8).copy()
+    finally:
+        os.unlink(path)
+
+
+def _load_world(client: Any, world: np.ndarray) -> None:
+    """Restore :func:`_save_world`'s bytes into a world with the same bodies."""
+    fd, path = tempfile.mkstemp(suffix=".bullet")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(np.asarray(world, dtype=np.uint8).tobytes())
+        client.restoreState(fileName=path)
+    finally:
+        os.unlink(path)
 
 
 # CTBR mode's rate loop (per axis: roll, pitch, yaw), in angular acceleration per rad/s of error: bandwidth
@@ -299,28 +323,46 @@ class QuadrotorEnv(gym.Env):
     # -- exact state save / restore (curricula) ---------------------------------------------------------
 
     def get_state(self) -> dict[str, Any]:
-        """Everything the future of this episode depends on, as plain arrays (RNGs are the Snapshot's job)."""
+        """Everything the future of this episode depends on, as plain arrays (RNGs are the Snapshot's job).
+
+        ``world`` is PyBullet's own serialization of the world (``saveBullet``): the pose read through the API
+        comes from a rotation matrix, one rounding away from the quaternion PyBullet integrates, so restoring
+        from ``quat`` alone continues within 1e-16, not exactly. The readable fields stay: edit them (to place
+        the vehicle) and :meth:`set_state` uses them instead of the world's pose.
+        """
         pos, quat = self._client.getBasePositionAndOrientation(self._body)
         lin, ang = self._client.getBaseVelocity(self._body)
         return {"pos": np.array(pos), "quat": np.array(quat), "lin": np.array(lin), "ang": np.array(ang),
                 "omega": self.omega.copy(), "rate_integral": self.rate_integral.copy(),
                 "last_action": self.last_action.copy(), "actions": self.actions.copy(),
                 "steps": self.steps, "wp_index": self.wp_index, "hold": self.hold, "prev_dist": self.prev_dist,
-                "time_to_goal": self.time_to_goal, "waypoints": self.waypoints.copy(), "params": self.params.to_dict()}
+                "time_to_goal": self.time_to_goal, "waypoints": self.waypoints.copy(), "params": self.params.to_dict(),
+                "world": _save_world(self._client)}
 
     def set_state(self, state: dict[str, Any]) -> None:
         params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in state["params"].items()}
         self.set_params(QuadParams(**params))
         self.waypoints = np.array(state["waypoints"])
         self._build_obstacles()
-        self._client.resetBasePositionAndOrientation(self._body, state["pos"].tolist(), state["quat"].tolist())
-        self._client.resetBaseVelocity(self._body, state["lin"].tolist(), state["ang"].tolist())
+        pose = [np.asarray(state[k], dtype=np.float64) for k in ("pos", "quat", "lin", "ang")]
+        if state.get("world") is not None:
+            _load_world(self._client, state["world"])
+        if state.get("world") is None or not self._pose_is(*pose):
+            # no saved world (older states), or its readable pose was edited (placing the vehicle): the fields win
+            self._client.resetBasePositionAndOrientation(self._body, pose[0].tolist(), pose[1].tolist())
+            self._client.resetBaseVelocity(self._body, pose[2].tolist(), pose[3].tolist())
         self.omega = np.array(state["omega"])
         self.rate_integral = np.array(state.get("rate_integral", np.zeros(3)))
         self.last_action, self.actions = np.array(state["last_action"]), np.array(state["actions"])
         self.steps, self.wp_index, self.hold = int(state["steps"]), int(state["wp_index"]), int(state["hold"])
         self.prev_dist, self.time_to_goal = float(state["prev_dist"]), state["time_to_goal"]
         self._read_state()
+
+    def _pose_is(self, pos: np.ndarray, quat: np.ndarray, lin: np.ndarray, ang: np.ndarray) -> bool:
+        """Whether the body's pose and velocity, as :meth:`get_state` reads them, are exactly these."""
+        now = [*self._client.getBasePositionAndOrientation(self._body), *self._client.getBaseVelocity(self._body)]
+        wanted = (pos, quat, lin, ang)
+        return all(np.array_equal(np.asarray(a, dtype=np.float64), b) for a, b in zip(now, wanted, strict=True))
 
     # -- what subclasses define ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The quadrotor tasks: where episodes start and which waypoints (or gates) they fly through.
 
-The physics, observations, rewards and termination rules are :class:`envs.uav.quadrotor.QuadrotorEnv`'s;
+The physics, observations, rewards and termination rules are :class:`rlctl.envs.uav.quadrotor.QuadrotorEnv`'s;
 each task chooses start states and waypoints, and may add obstacles and its own pass test.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.uav.quadrotor import QuadrotorEnv, quat_from_euler
+from rlctl.envs.uav.quadrotor import QuadrotorEnv, quat_from_euler
 
 
 class QuadHoverEnv(QuadrotorEnv):

@@ -1,0 +1,250 @@
+"""The PPO clipped-surrogate loss (a pure function) and the epoch/minibatch update around it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from rlctl.agents.cnn import Policy
+
+
+class PPOParams(Protocol):
+    """The hyperparameters the update reads (rlctl's ``PPOConfig`` satisfies this).
+
+    Read-only members, so that a frozen config (rlctl's is) satisfies the protocol as well as a mutable one.
+    """
+
+    @property
+    def minibatch_size(self) -> int: ...
+
+    @property
+    def update_epochs(self) -> int: ...
+
+    @property
+    def clip_coef(self) -> float: ...
+
+    @property
+    def clip_vloss(self) -> bool: ...
+
+    @property
+    def ent_coef(self) -> float: ...
+
+    @property
+    def vf_coef(self) -> float: ...
+
+    @property
+    def max_grad_norm(self) -> float: ...
+
+    @property
+    def target_kl(self) -> float | None: ...
+
+    @property
+    def norm_adv(self) -> bool: ...
+
+    @property
+    def smooth_temporal(self) -> float: ...
+
+    @property
+    def smooth_spatial(self) -> float: ...
+
+    @property
+    def smooth_sigma(self) -> float: ...
+
+
+def ppo_loss(
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    new_values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    clip_coef: float | torch.Tensor,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its parts for one minibatch (all inputs ``[B]``; advantages already normalized).
+
+    * policy: ``−mean(min(r·A, clip(r, 1±ε)·A))`` with ``r = exp(logπ − logπ_old)`` (Schulman 2017, eq. 7);
+    * value: ``mean((V − R)²)``, SB3's and Tianshou's form (no ½), optionally ``mean(max((V − R)², (V_c − R)²))``
+      with ``V_c`` = V clipped to ``V_old ± ε`` (the baselines ``ppo2`` variant). CleanRL and baselines take
+      ``0.5 · mean(…)``, so their ``vf_coef`` is twice rlctl's for the same weight (the presets halve it);
+    * entropy bonus subtracted with ``ent_coef``.
+    Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator), the
+    fraction of ratios outside the clip range.
+    """
+    log_ratio = new_logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    clip_coef = torch.as_tensor(clip_coef, dtype=ratio.dtype, device=ratio.device)
+    surrogate = advantages * ratio
+    surrogate_clipped = advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    policy_loss = -torch.min(surrogate, surrogate_clipped).mean()
+
+    if clip_vloss:
+        clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+        value_loss = torch.max((new_values - returns).pow(2), (clipped - returns).pow(2)).mean()
+    else:
+        value_loss = (new_values - returns).pow(2).mean()
+
+    entropy_mean = entropy.mean()
+    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+    with torch.no_grad():
+        stats = {
+            "policy_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy": entropy_mean.detach(),
+            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+            "old_approx_kl": (-log_ratio).mean(),
+            "clipfrac": ((ratio - 1.0).abs() > clip_coef).float().mean(),
+        }
+    return loss, stats
+
+
+def smoothness_penalties(
+    mean: torch.Tensor,
+    next_mean: torch.Tensor | None = None,
+    next_valid: torch.Tensor | None = None,
+    near_mean: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAPS's two regularizers (Mysore et al. 2021, "Regularizing action policies for smooth control"), squared.
+
+    * temporal: ``mean over valid t of |μ(s_t) − μ(s_{t+1})|²`` (``next_valid`` is 0 where the episode ended
+      at t, so no pair straddles a reset);
+    * spatial: ``mean |μ(s) − μ(s + δ)|²`` for a perturbed copy of the observation.
+    All means ``[B, D]``; a term without its inputs is 0. Gradients flow through both sides of each pair.
+    """
+    zero = mean.new_zeros(())
+    temporal = spatial = zero
+    if next_mean is not None and next_valid is not None:
+        per_pair = (mean - next_mean).pow(2).sum(-1)
+        temporal = (per_pair * next_valid).sum() / next_valid.sum().clamp(min=1.0)
+    if near_mean is not None:
+        spatial = (mean - near_mean).pow(2).sum(-1).mean()
+    return temporal, spatial
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """``1 − Var(target − predicted) / Var(target)``; NaN when the target is constant."""
+    var_target = target.var()
+    if var_target.item() == 0.0:
+        return float("nan")
+    return float(1.0 - (target - predicted).var() / var_target)
+
+
+class MinibatchStep:
+    """One gradient step on a minibatch: loss, backward, global grad-norm clip, optimizer step.
+
+    With ``compile=True`` the loss and the clip+optimizer step each go through ``torch.compile``:
+    small MLP updates are dominated by per-op dispatch, and fusing them halves the step time on a CPU
+    (measured 1.1 → 0.53 ms for 64×64 networks, minibatch 64), at ~20 s of one-off compilation. Pass
+    the optimizer a tensor learning rate then, so LR annealing does not trigger recompiles.
+    """
+
+    KEYS = ("obs", "actions", "logprobs", "advantages", "values", "returns")
+    """the batch fields every step reads; with temporal smoothness also ``next_obs`` and ``next_valid``"""
+
+    def __init__(self, agent: Policy, optimizer: torch.optim.Optimizer, params: PPOParams,
+                 compile: bool = False) -> None:
+        self.agent, self.optimizer, self.params, self.compiled = agent, optimizer, params, compile
+        self.smooth = params.smooth_temporal > 0 or params.smooth_spatial > 0
+        if self.smooth and agent.action.kind != "continuous":
+            raise ValueError("smoothness regularization (smooth_temporal, smooth_spatial) needs a Gaussian policy")
+        self.keys = self.KEYS + (("next_obs", "next_valid") if params.smooth_temporal > 0 else ())
+        # A tensor, so a schedule (``set_clip``) changes it without recompiling the compiled loss.
+        self.clip_coef = torch.tensor(float(params.clip_coef), device=next(agent.parameters()).device)
+        self._loss = torch.compile(self._loss_eager) if compile else self._loss_eager
+        self._apply = torch.compile(self._apply_eager) if compile else self._apply_eager
+
+    def _loss_eager(self, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
+                    advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+                    next_obs: torch.Tensor | None = None, next_valid: torch.Tensor | None = None,
+                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        p = self.params
+        if p.norm_adv:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        dist, values = self.agent.dist_and_value(obs)
+        loss, stats = ppo_loss(
+            new_logprobs=dist.log_prob(actions), old_logprobs=old_logprobs, advantages=advantages,
+            new_values=values, old_values=old_values, returns=returns, entropy=dist.entropy(),
+            clip_coef=self.clip_coef, clip_vloss=p.clip_vloss, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+        )
+        if self.smooth:
+            mean = dist.mode()
+            next_mean = self.agent.dist(next_obs).mode() if next_obs is not None else None
+            near_mean = self.agent.dist(obs + p.smooth_sigma * torch.randn_like(obs)).mode() \
+                if p.smooth_spatial > 0 else None
+            temporal, spatial = smoothness_penalties(mean, next_mean, next_valid, near_mean)
+            loss = loss + p.smooth_temporal * temporal + p.smooth_spatial * spatial
+            stats["smooth_temporal"], stats["smooth_spatial"] = temporal.detach(), spatial.detach()
+        return loss, stats
+
+    def set_clip(self, clip_coef: float) -> None:
+        """The clip range ε for the following steps (annealing)."""
+        self.clip_coef.fill_(clip_coef)
+
+    def _apply_eager(self) -> None:
+        nn.utils.clip_grad_norm_(self.agent.parameters(), self.params.max_grad_norm)
+        self.optimizer.step()
+
+    def __call__(self, batch: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        loss, stats = self._loss(*(batch[key][idx] for key in self.keys))
+        # Compiled optimizer steps want gradient tensors that persist between calls.
+        self.optimizer.zero_grad(set_to_none=not self.compiled)
+        loss.backward()
+        self._apply()
+        return stats
+
+
+def ppo_update(
+    agent: Policy,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    params: PPOParams,
+    step: MinibatchStep | None = None,
+    refresh: Callable[[dict[str, torch.Tensor]], None] | None = None,
+) -> dict[str, float]:
+    """Run ``update_epochs`` passes of shuffled minibatches over a flattened rollout.
+
+    ``batch`` holds ``[B, ...]`` tensors: ``obs``, ``actions``, ``logprobs``, ``values``,
+    ``advantages``, ``returns``. Shuffling uses the global torch RNG (seeded and checkpointed), so
+    a run is reproducible. With ``target_kl`` set, the remaining epochs are skipped once an epoch's
+    mean approximate KL exceeds it (CleanRL checks per epoch; SB3 per minibatch at 1.5× the target).
+    ``step`` is the minibatch step to use (an eager one is made when omitted). ``refresh``, when given,
+    is called on ``batch`` before every epoch after the first (to recompute values and advantages with
+    the critic as it is now).
+    """
+    size = batch["obs"].shape[0]
+    mb = params.minibatch_size
+    if params.norm_adv and mb < 2:
+        raise ValueError("advantage normalization needs minibatch_size >= 2")
+    step = step or MinibatchStep(agent, optimizer, params)
+    totals: dict[str, torch.Tensor] = {}
+    count = 0
+    epochs_done = 0
+    for epoch in range(params.update_epochs):
+        if refresh is not None and epoch > 0:
+            refresh(batch)
+        order = torch.randperm(size, device=batch["obs"].device)
+        # One gather per epoch, then contiguous slices: the same minibatches as indexing each one,
+        # without six small gathers per gradient step.
+        shuffled = {key: batch[key][order] for key in step.keys}
+        epoch_kl = torch.zeros((), device=batch["obs"].device)
+        epoch_mbs = 0
+        for start in range(0, size - mb + 1, mb):
+            stats = step(shuffled, slice(start, start + mb))
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            count += 1
+            epoch_kl += stats["approx_kl"]
+            epoch_mbs += 1
+        epochs_done += 1
+        if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
+            break
+    out = {key: (value / max(count, 1)).item() for key, value in totals.items()}
+    out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
+    out["epochs"] = float(epochs_done)
+    return out

@@ -1,0 +1,388 @@
+"""``rlctl bench uav``: PPO on the quadrotor tasks against the PID baseline, and the sim-to-real gap.
+
+1. Train a tasks × training-sets × seeds matrix (each run a separate ``rlctl train`` process; runs are
+   claimed with lock files, so the matrix is resumable and can be shared by two invocations).
+2. Evaluate every run and the PID with the sim-to-real protocol (:mod:`rlctl.sim2real_eval`) on the
+   same seeded episodes of the nominal, randomized and held-out sets.
+3. Write ``uav.md`` (tables), learning curves and a flight strip (PNG) to ``--out``.
+
+Run directories (checkpoints, TensorBoard) go to ``runs/bench-uav/``; the per-run summaries that the
+report is built from go to ``<out>/runs/uav/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rlctl.bench import checks
+from rlctl.errors import UserError
+
+TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0", "gates": "rlctl/QuadGates-v0"}
+EVAL_SETS = ["nominal", "randomized", "held-out"]
+EVAL_SEED = 10_000
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    tasks = [t for t in args.tasks.split(",") if t]
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise UserError(f"unknown --tasks {bad}; choose from {', '.join(TASKS)}")
+    train_sets = [s for s in args.train_sets.split(",") if s]
+    bad = [s for s in train_sets if s not in ("nominal", "randomized")]
+    if bad or not train_sets:
+        raise UserError(f"unknown --train-sets {bad}; choose from nominal, randomized" if bad
+                        else "--train-sets names no training set; choose from nominal, randomized")
+    checks.positive(seeds=args.seeds, steps=args.steps, jobs=args.jobs, episodes=args.episodes,
+                    randomized_factor=args.randomized_factor)
+    checks.env_ids([TASKS[t] for t in tasks], "--tasks")
+    out, runs = Path(args.out), Path(args.runs_dir)
+    summaries = out / "runs" / "uav"
+    summaries.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = [(task, ts, seed) for task in tasks for seed in range(1, args.seeds + 1) for ts in train_sets]
+    if args.report_only:
+        report(out, summaries, runs, args)
+        return 0
+    train_matrix(todo, args.steps, args.randomized_factor, args.jobs, runs, summaries)
+    evaluate_matrix(todo, tasks, args.episodes, runs, summaries)
+    report(out, summaries, runs, args)
+    return 0
+
+
+def _name(task: str, train_set: str, seed: int) -> str:
+    return f"{task}__{train_set}__s{seed}"
+
+
+def _env_kwargs(task: str) -> dict[str, Any]:
+    from rlctl.sim2real_eval import preset_env_kwargs
+
+    return preset_env_kwargs(TASKS[task])
+
+
+def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
+    from rlctl.config import resolve_config
+
+    base = steps or resolve_config(TASKS[task])[0].ppo.total_timesteps
+    return int(base * factor) if train_set == "randomized" else base
+
+
+def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
+    """Config keys on which a finished run's saved ``config.yaml`` differs from what ``rlctl train --env TASK
+    --set …`` with these ``sets`` would run now (empty when they agree, or when the run directory is gone and
+    only its summary is left)."""
+    from rlctl.config import config_diff, load_yaml, resolve_config
+
+    saved = run / "config.yaml"
+    if not saved.exists():
+        return []
+    return config_diff(load_yaml(saved.read_text()), resolve_config(TASKS[task], set_items=sets)[0])
+
+
+def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
+                 summaries: Path) -> None:
+    """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
+    from rlctl.bench.matrix import ClaimedJob, run_claimed
+    from rlctl.checkpoint import atomic_write_text
+
+    claimed = []
+    for task, train_set, seed in todo:
+        name = _name(task, train_set, seed)
+        budget = _budget(task, train_set, steps, factor)
+        done = summaries / f"{name}.train.json"
+        sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", f"env.kwargs.sim2real={train_set}",
+                "run.eval_episodes=0"]  # what the run is given, and what a finished one is checked against
+        changed = _changed_since(runs / name, task, sets) if done.exists() else []
+        if changed:
+            raise UserError(f"{name} finished with a config that differs from what this bench trains now "
+                            f"({', '.join(changed)}); delete {done} and {done.with_name(name + '.eval.json')} to "
+                            "retrain it, or choose another --out")
+        cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--run-dir", str(runs / name),
+               "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
+
+        def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
+            atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget}))
+
+        claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record))
+    run_claimed(claimed, jobs)
+
+
+def evaluate_matrix(todo: list[tuple[str, str, int]], tasks: list[str], episodes: int, runs: Path,
+                    summaries: Path) -> None:
+    from rlctl.checkpoint import atomic_write_text
+    from rlctl.runs import load_policy
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, policy_actor, without_set
+
+    for task in tasks:
+        path = summaries / f"{task}__pid.eval.json"
+        if not _evaluated(path, episodes):
+            print(f"evaluate PID on {task}", flush=True)
+            result = evaluate_sets(TASKS[task], _env_kwargs(task), {"pid": baseline_actor("pid")}, EVAL_SETS, episodes,
+                                   EVAL_SEED)
+            atomic_write_text(path, json.dumps(result, indent=2))
+    for task, train_set, seed in todo:
+        name = _name(task, train_set, seed)
+        path = summaries / f"{name}.eval.json"
+        if _evaluated(path, episodes) or not (summaries / f"{name}.train.json").exists():
+            continue
+        print(f"evaluate {name}", flush=True)
+        cfg, agent, adapter, _, _ = load_policy(str(runs / name))
+        result = evaluate_sets(TASKS[task], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
+                               EVAL_SETS, episodes, EVAL_SEED)
+        atomic_write_text(path, json.dumps(result, indent=2))
+
+
+def _evaluated(path: Path, episodes: int) -> bool:
+    """Whether ``path`` holds an evaluation with ``episodes`` per set (one with another count is redone,
+    so that a bench rerun with a new ``--episodes`` never reports old evaluations under it)."""
+    return path.exists() and _set_episodes(json.loads(path.read_text())["results"].values()) <= {episodes}
+
+
+def _set_episodes(controllers: Iterable[dict[str, Any]]) -> set[int]:
+    """The episode counts of the evaluation sets of these controllers' results (one per controller)."""
+    return {summary["episodes"] for sets in controllers for level, summary in sets.items() if level in EVAL_SETS}
+
+
+def gap_interval(evals: list[dict[str, Any]], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the mean over seeds of held-out ÷ nominal success.
+
+    Two levels, because both are noise: seeds are resampled with replacement, and each resampled seed's
+    two success counts are redrawn from binomials at its observed rates (its finite episodes). Resamples
+    in which a seed has no nominal success are dropped, as such a seed is in the table.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    nominal = np.array([[e["nominal"]["successes"], e["nominal"]["episodes"]] for e in evals], dtype=float)
+    held = np.array([[e["held-out"]["successes"], e["held-out"]["episodes"]] for e in evals], dtype=float)
+    pick = rng.integers(0, len(evals), size=(resamples, len(evals)))
+    n_nom, n_held = nominal[pick, 1], held[pick, 1]
+    nom = rng.binomial(n_nom.astype(int), nominal[pick, 0] / n_nom) / n_nom
+    out = rng.binomial(n_held.astype(int), held[pick, 0] / n_held) / n_held
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(nom > 0, out / nom, np.nan)
+    means = np.nanmean(ratios, axis=1)
+    means = means[np.isfinite(means)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _no_crash(summary: dict[str, Any]) -> float:
+    crashes = sum(n for reason, n in summary["failures"].items() if reason != "timeout")
+    return 1.0 - crashes / summary["episodes"]
+
+
+def _cell(rates: list[float]) -> str:
+    if not rates:
+        return "—"
+    sd = statistics.pstdev(rates) if len(rates) > 1 else 0.0
+    return f"{statistics.mean(rates):.2f} ± {sd:.2f}"
+
+
+def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> None:
+    from rlctl.envs.uav.model import QuadParams
+    from rlctl.envs.uav.sim2real import HELD_OUT_DYNAMICS, RANDOMIZED_DYNAMICS, SETS
+
+    rnd, held = SETS["randomized"], SETS["held-out"]
+    assert rnd is not None and held is not None
+
+    def steps(r: tuple[int, int]) -> str:
+        return f"{r[0]}–{r[1]}"
+    from rlctl.bench.sps import _machine
+    from rlctl.sim2real_eval import wilson_interval
+
+    def lag(r: Any) -> str:
+        return f"{r.low * QuadParams().motor_tau * 1e3:.0f}–{r.high * QuadParams().motor_tau * 1e3:.0f} ms"
+
+    interface = ", ".join(f"{k}={v}" for k, v in _env_kwargs("hover").items()) or "the env defaults"
+    lines = [
+        "# UAV: PPO vs the PID baseline, and the sim-to-real gap", "",
+        "Produced by `rlctl bench uav` (see README, *Robots and UAVs*); the training matrix behind these tables:"
+        " " + "; ".join(_matrix_summary(summaries)) + ". Runs in parallel: 2.  ",
+        f"Machine: {_machine()}  ",
+        "Protocol: every controller flies the same seeded episodes (episode i reset with seed "
+        f"{EVAL_SEED}+i) of each set; deterministic policy (mean action). *nominal*: the Crazyflie model, no "
+        "noise; *randomized*: the training distribution (mass, inertia, kf, km, per-motor thrust, motor lag "
+        f"{lag(RANDOMIZED_DYNAMICS['motor_tau'])}, thrust noise, drag, sensor noise, {steps(rnd.obs_delay)} steps "
+        f"observation delay, {steps(rnd.action_delay)} steps action delay, pushes); *held-out*: wider ranges than "
+        f"training (motor lag {lag(HELD_OUT_DYNAMICS['motor_tau'])}), stronger pushes, twice the sensor noise, and "
+        f"always {steps(held.obs_delay)} steps observation and {steps(held.action_delay)} steps action delay "
+        "(a proxy for the real vehicle; a control step is 1/48 s). Success: held within 0.1 m and 0.2 m/s of the "
+        "final target for one "
+        "second, and no crash. PPO cells: mean ± std over seeds of each seed's success rate, and for held-out ÷ "
+        "nominal a 95% bootstrap interval of that mean (seeds resampled, and each seed's successes redrawn from "
+        "its episodes); PID: one controller, with the Wilson 95% interval.  ",
+        f"Interface (the presets' env kwargs; PPO and PID fly the same one): {interface}.", "",
+    ]
+    for task in TASKS:
+        pid_path = summaries / f"{task}__pid.eval.json"
+        if not pid_path.exists():
+            continue
+        pid = json.loads(pid_path.read_text())["results"]["pid"]
+        evals_by_set = {train_set: [json.loads(p.read_text())["results"]["policy"]
+                                    for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
+                        for train_set in ("nominal", "randomized")}
+        counts = _set_episodes([pid, *(e for evals in evals_by_set.values() for e in evals)])
+        episodes = f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}–{max(counts)}"
+        lines += [f"## {task} (`{TASKS[task]}`)", "", f"Each controller flies {episodes} episodes of each set.", "",
+                  "| controller | trained on | seeds | nominal | randomized | held-out | held-out ÷ nominal | "
+                  "time to goal (s, nominal) | failures (held-out, all seeds) |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        cells = []
+        for level in EVAL_SETS:
+            s = pid[level]
+            low, high = wilson_interval(s["successes"], s["episodes"])
+            cells.append(f"{s['success_rate']:.2f} [{low:.2f}, {high:.2f}]")
+        gap = pid.get("gap_held_out_over_nominal", float("nan"))
+        fails = ", ".join(f"{k} {v}" for k, v in pid["held-out"]["failures"].items()) or "—"
+        lines.append(f"| PID (nominal gains) | — | — | {' | '.join(cells)} | {gap:.2f} | "
+                     f"{pid['nominal']['mean_time_to_goal_s']:.2f} | {fails} |")
+        for train_set, evals in evals_by_set.items():
+            if not evals:
+                continue
+            rates = {lv: [e[lv]["success_rate"] for e in evals] for lv in EVAL_SETS}
+            gaps = [e[lv2]["success_rate"] / e[lv1]["success_rate"]
+                    for e in evals for lv1, lv2 in [("nominal", "held-out")] if e[lv1]["success_rate"] > 0]
+            times = [e["nominal"]["mean_time_to_goal_s"] for e in evals]
+            fail_total: dict[str, int] = {}
+            for e in evals:
+                for k, v in e["held-out"]["failures"].items():
+                    fail_total[k] = fail_total.get(k, 0) + v
+            fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
+            interval = " [{:.2f}, {:.2f}]".format(*gap_interval(evals)) if len(gaps) > 1 else ""
+            lines.append(f"| PPO | {train_set} | {len(evals)} | {_cell(rates['nominal'])} | "
+                         f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
+                         f"{statistics.mean(times):.2f} | {fails} |")
+        lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
+                  "| controller | trained on | nominal | randomized | held-out |", "|---|---|---:|---:|---:|",
+                  f"| PID (nominal gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
+        for train_set, evals in evals_by_set.items():
+            if evals:
+                cells = [_cell([_no_crash(e[lv]) for e in evals]) for lv in EVAL_SETS]
+                lines.append(f"| PPO | {train_set} | {' | '.join(cells)} |")
+        lines.append("")
+        _plot_curves(task, runs, out / f"uav_{task}_curves.png")
+        lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
+        lines.append("")
+    strip = _flight_strip(runs, out / "uav_hover_flight.png")
+    if strip:
+        lines += ["Flight: " + strip, ""]
+    walls = [json.loads(p.read_text())["wall_s"] for p in summaries.glob("*.train.json")]
+    if walls:
+        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average, two runs "
+                     "in parallel on the machine above.")
+    (out / "uav.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _matrix_summary(summaries: Path) -> list[str]:
+    """``task, trained on SET: N seeds x STEPS`` for each group of finished training runs."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for path in sorted(summaries.glob("*.train.json")):
+        task, train_set, _ = path.name.removesuffix(".train.json").split("__")
+        groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
+    return [f"{task} trained on {ts}: {len(steps)} seeds × {max(steps):,} steps"
+            for (task, ts), steps in groups.items()]
+
+
+def _plot_curves(task: str, runs: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rlctl.logger import read_metrics
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for train_set, color in (("nominal", "tab:blue"), ("randomized", "tab:orange")):
+        curves = []
+        for run in sorted(runs.glob(f"{task}__{train_set}__s*")):
+            if not (run / "metrics.jsonl").exists():
+                continue
+            pts = [(r["step"], r["value"]) for r in read_metrics(run / "metrics.jsonl")
+                   if r["tag"] == "charts/success_rate"]
+            if len(pts) > 1:
+                curves.append(np.array(pts, dtype=float))
+        if not curves:
+            continue
+        grid = np.linspace(0, min(c[-1, 0] for c in curves), 60)
+        # a 5-point moving average, edges padded with their own values (zero padding would dip at the ends)
+        smooth = [np.convolve(np.pad(c[:, 1], 2, mode="edge"), np.ones(5) / 5, mode="valid") for c in curves]
+        arr = np.vstack([np.interp(grid, c[:, 0], y) for c, y in zip(curves, smooth, strict=True)])
+        ax.plot(grid, arr.mean(0), color=color, label=f"PPO trained on {train_set} ({len(curves)} seeds)")
+        ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{TASKS[task]}: mean and min–max over seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _flight_strip(runs: Path, path: Path) -> str:
+    """Frames of one nominal hover episode flown by seed 1's policy, plus its position vs the PID's."""
+    run = runs / _name("hover", "randomized", 1)
+    if not (run / "checkpoint.pt").exists():
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from rlctl.envs.make import make_env
+    from rlctl.evaluate import act
+    from rlctl.runs import load_policy
+    from rlctl.sim2real_eval import baseline_for, without_set
+
+    cfg, agent, adapter, _, _ = load_policy(str(run))
+    kwargs = without_set(cfg.env.kwargs)
+    traces: dict[str, np.ndarray] = {}
+    frames = []
+    hz = 48
+    for who in ("PPO", "PID"):
+        env = make_env(TASKS["hover"], kwargs, render_mode="rgb_array")
+        ctrl = baseline_for("pid", env)
+        obs, _ = env.reset(seed=EVAL_SEED)
+        base: Any = env.unwrapped
+        hz = base.ctrl_hz
+        pos, done, t = [base.pos.copy()], False, 0
+        while not done:
+            action = act(agent, adapter, obs, True) if who == "PPO" else ctrl.act(obs)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            t += 1
+            pos.append(base.pos.copy())
+            if who == "PPO" and t % base.ctrl_hz == 1:
+                frames.append((t * base.dt, env.render()))
+        traces[who] = np.array(pos)
+        env.close()
+    fig = plt.figure(figsize=(12, 5.2))
+    n = min(len(frames), 5)
+    for i in range(n):
+        ax = fig.add_subplot(2, n, i + 1)
+        ax.imshow(np.asarray(frames[i][1]))
+        ax.set_title(f"t = {frames[i][0]:.1f} s")
+        ax.axis("off")
+    ax = fig.add_subplot(2, 1, 2)
+    for who, style in (("PPO", "-"), ("PID", "--")):
+        tr = traces[who]
+        ts = np.arange(len(tr)) / hz
+        for k, axis in enumerate("xyz"):
+            goal = 1.0 if axis == "z" else 0.0
+            ax.plot(ts, tr[:, k] - goal, style, color=f"C{k}", label=f"{who} {axis} error")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("position − goal (m)")
+    ax.legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return f"`{path.name}` (PPO trained on randomized, seed 1, nominal episode seed {EVAL_SEED}; PID dashed)"

@@ -1,0 +1,467 @@
+"""One typed config tree for a training run, built from defaults, a YAML preset and ``--set`` overrides.
+
+Resolution order (later wins): dataclass defaults → ``default`` preset entry → the preset named by
+``--preset`` (or the entry keyed by the env id) → CLI flags (``--steps``, ``--seed``, …) → ``--set
+section.key=value``. The resolved tree is frozen (assigning a field raises
+``dataclasses.FrozenInstanceError``), so the config a run saves to ``RUN/config.yaml`` is the one it trained
+with; :func:`with_overrides` derives a changed copy, with the same checks as ``--set``. (``env.kwargs`` is
+still a dict: read it, never change it in place.)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import re
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlctl.errors import UserError
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment, how many copies, and how they are stepped."""
+
+    id: str = "CartPole-v1"
+    """gymnasium id; ``module:Env-v0`` imports ``module`` first (third-party registrations)"""
+    num_envs: int = 1
+    """number of environment copies stepped as one vector env"""
+    vectorization: str = "sync"
+    """``sync`` (in-process, deterministic), ``async`` (one subprocess per env) or ``envpool`` (Atari on
+    EnvPool's C++ threads; needs the envpool extra)"""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra keyword arguments for ``gymnasium.make``"""
+    max_episode_steps: int | None = None
+    """override the registered time limit (``None`` keeps it)"""
+    reward: str | None = None
+    """``FILE.py:fn``: a reward function that replaces the env's reward (see :mod:`rlctl.envs.reward`); its
+    sha256 is recorded with the run, and a resume refuses a changed file unless forced"""
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The actor-critic network and the normalizers that live inside it."""
+
+    encoder: str = "auto"
+    """network body: ``mlp`` (vector observations), ``nature`` or ``impala`` CNN (image observations,
+    one encoder shared by actor and critic); ``auto`` picks mlp or nature from the observation space"""
+    precision: str = "fp32"
+    """CNN encoders: ``bf16`` runs the convolutions under bfloat16 autocast (2x faster updates on CPUs
+    with AMX/AVX512-BF16 and on GPUs; weights, heads and losses stay fp32), ``auto`` takes bf16 where the
+    device computes it natively; MLPs are always fp32"""
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """MLP hidden layer widths, used for both the actor and the critic (separate networks)"""
+    activation: str = "tanh"
+    """``tanh``, ``relu`` or ``elu``"""
+    ortho_init: bool = True
+    """orthogonal init (gain √2 hidden, 0.01 actor head, 1 critic head), as in the PPO baselines"""
+    log_std_init: float = 0.0
+    """initial log standard deviation of the Gaussian policy (continuous actions)"""
+    normalize_obs: bool = True
+    """running mean/std observation normalization, stored in the policy and its checkpoint"""
+    clip_obs: float = 10.0
+    """normalized observations are clipped to ±clip_obs"""
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO and GAE hyperparameters, named as in the papers and CleanRL."""
+
+    total_timesteps: int = 1_000_000
+    """environment steps (summed over all envs) to train for"""
+    learning_rate: float = 3e-4
+    """Adam step size at the start of training"""
+    anneal_lr: bool = False
+    """linearly anneal the learning rate to 0 over the run"""
+    num_steps: int = 2048
+    """rollout length per env; a rollout holds num_steps × num_envs transitions"""
+    minibatch_size: int = 64
+    """transitions per gradient step (SB3's ``batch_size``)"""
+    update_epochs: int = 10
+    """passes over each rollout"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE λ; 1.0 gives Monte Carlo returns minus the baseline"""
+    clip_coef: float = 0.2
+    """PPO ratio clipping ε"""
+    anneal_clip: bool = False
+    """linearly anneal clip_coef to 0 over the run (the PPO paper's Atari setting)"""
+    clip_vloss: bool = False
+    """clip the value loss around the old values with clip_coef (off in SB3, on in CleanRL)"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient; the value loss is ``mean((V − R)²)`` as in SB3 (CleanRL's has a ½ in front, so
+    its vf_coef is twice rlctl's for the same weight)"""
+    max_grad_norm: float = 0.5
+    """global gradient-norm clip"""
+    target_kl: float | None = None
+    """stop the update's remaining epochs once the approximate KL of an epoch exceeds this"""
+    norm_adv: bool = True
+    """normalize advantages per minibatch"""
+    recompute_adv: bool = False
+    """recompute values, advantages and returns with the current critic before every epoch after the first
+    (Tianshou's default; recommended by Andrychowicz et al. 2021, "What matters in on-policy RL")"""
+    normalize_reward: bool = True
+    """scale rewards by the running std of the discounted return (VecNormalize-style)"""
+    clip_reward: float = 10.0
+    """scaled rewards are clipped to ±clip_reward"""
+    smooth_temporal: float = 0.0
+    """CAPS temporal smoothness λ_T (Mysore et al. 2021): penalize ``|μ(s_t) − μ(s_{t+1})|²`` within episodes
+    (Gaussian policies); fewer jittery commands, the chatter a real actuator cannot follow"""
+    smooth_spatial: float = 0.0
+    """CAPS spatial smoothness λ_S: penalize ``|μ(s) − μ(s + δ)|²``, δ ~ N(0, smooth_sigma²) in normalized
+    observation units: a flatter policy that amplifies sensor noise and model error less"""
+    smooth_sigma: float = 0.05
+    """std of the spatial-smoothness perturbation, in normalized observation units"""
+    adam_eps: float = 1e-5
+    """Adam ε (1e-5 as in the PPO baselines; torch's default is 1e-8)"""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything outside the algorithm: seeding, device, logging, checkpoints, evaluation."""
+
+    seed: int = 1
+    """one seed gives one run: torch, numpy, python and env seeds derive from it"""
+    device: str = "auto"
+    """``auto``, ``cpu`` or ``cuda``; auto takes CUDA when present"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for small MLPs and keeps runs deterministic"""
+    compile: bool = False
+    """run the minibatch loss and the optimizer step through torch.compile (~2x faster updates, ~20 s to compile)"""
+    sampler: str = "inline"
+    """``inline`` (collect in the learner's process), ``process`` (sampler processes with policy copies)
+    or ``ray`` (the same workers as Ray actors)"""
+    ray_address: str | None = None
+    """with ``sampler=ray``: the cluster to join (``HOST:6379``); none starts a local one on 127.0.0.1"""
+    overlap: bool = False
+    """with ``sampler=process|ray``: collect rollout i+1 while updating on rollout i (policy lag 1)"""
+    num_workers: int = 1
+    """with ``sampler=process|ray``: sampler workers, each stepping num_envs / num_workers envs"""
+    worker_timeout: float = 120.0
+    """seconds a sampler process may take for one rollout before it is deemed hung and restarted"""
+    max_worker_restarts: int = 3
+    """restarts of a failed sampler process before training stops with its error"""
+    checkpoint_every: int = 50_000
+    """environment steps between checkpoints (one is always written at the end)"""
+    log_every: int = 2048
+    """environment steps between scalar log writes (rounded up to whole rollouts)"""
+    eval_episodes: int = 10
+    """deterministic evaluation episodes at the end of training (0 skips it)"""
+
+
+@dataclass(frozen=True)
+class ArbiterConfig:
+    """A baseline controller that acts inside the collector instead of the learned policy."""
+
+    baseline: str | None = None
+    """the controller: ``controller:NAME`` (``pid``, ``ik``, ``push``), an rlctl run directory, or
+    ``sb3:PATH.zip``; none lets the learned policy act at every step"""
+    baseline_prob: float = 1.0
+    """probability that the baseline acts at a step (drawn per env and step from the collector's seeded
+    generator); the learned policy acts otherwise"""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter`` and ``run`` sections."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def batch_size(self) -> int:
+        """Transitions per rollout (num_steps × num_envs)."""
+        return self.ppo.num_steps * self.env.num_envs
+
+    @property
+    def num_updates(self) -> int:
+        """Rollout/update iterations that fit in total_timesteps (at least one)."""
+        return max(1, self.ppo.total_timesteps // self.batch_size)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "env.vectorization": ("sync", "async", "envpool"),
+    "policy.activation": ("tanh", "relu", "elu"),
+    "policy.encoder": ("auto", "mlp", "nature", "impala"),
+    "policy.precision": ("auto", "fp32", "bf16"),
+    "run.device": ("auto", "cpu", "cuda"),
+    "run.sampler": ("inline", "process", "ray"),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+# ---------------------------------------------------------------------------------------------
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (YAML- and JSON-safe)."""
+    return dataclasses.asdict(cfg)
+
+
+def _check_value(path: str, value: Any, hint: Any) -> Any:
+    """Return ``value`` converted to ``hint`` or raise UserError naming ``path``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_value(path, value, inner[0])
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            choices = _CHOICES.get(path)
+            if choices and value not in choices:
+                raise UserError(f"{path}: {value!r} is not one of {', '.join(choices)}")
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_check_value(f"{path}[{i}]", v, args[0]) for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - a new field type must be taught here
+        raise TypeError(f"unsupported config type {hint} at {path}")
+    expected = getattr(hint, "__name__", str(hint))
+    raise UserError(f"{path}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _apply(section: Any, values: dict[str, Any], prefix: str) -> None:
+    """Set ``values`` on ``section`` (a config being built, not yet handed out), type-checked key by key."""
+    hints = typing.get_type_hints(type(section))
+    names = [f.name for f in dataclasses.fields(section)]
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise UserError(f"unknown config key {path!r}{hint}; valid keys: {', '.join(prefix + n for n in names)}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"{path}: expected a mapping of {key} settings, got {value!r}")
+            _apply(current, value, f"{path}.")
+        elif isinstance(current, dict) and isinstance(value, dict):
+            # a mapping field (env kwargs, reward weights) merges, so `--set env.kwargs.sim2real=randomized`
+            # keeps the preset's other kwargs
+            object.__setattr__(section, key, _check_value(path, {**current, **value}, hints[key]))
+        else:  # the dataclasses are frozen for everyone else
+            object.__setattr__(section, key, _check_value(path, value, hints[key]))
+
+
+def from_dict(values: dict[str, Any], base: Config | None = None, check: bool = True) -> Config:
+    """Build a Config from a nested dict (on a copy of ``base``, which is left as it is), validating every key
+    and type (and, with ``check``, the cross-field rules of :func:`validate`)."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
+    _apply(cfg, values, "")
+    if check:
+        validate(cfg)
+    return cfg
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with ``overrides`` (nested, as ``{"run": {"device": "cpu"}}``) applied and validated.
+
+    The way to change a resolved config, which is frozen: the same type checks and cross-field rules as
+    ``--set``, and ``cfg`` itself stays as it was.
+    """
+    return from_dict(overrides, base=cfg)
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a single type check cannot express."""
+    positive = {
+        "env.num_envs": cfg.env.num_envs,
+        "ppo.total_timesteps": cfg.ppo.total_timesteps,
+        "ppo.num_steps": cfg.ppo.num_steps,
+        "ppo.minibatch_size": cfg.ppo.minibatch_size,
+        "ppo.update_epochs": cfg.ppo.update_epochs,
+        "ppo.learning_rate": cfg.ppo.learning_rate,
+        "run.torch_threads": cfg.run.torch_threads,
+        "run.checkpoint_every": cfg.run.checkpoint_every,
+        "run.log_every": cfg.run.log_every,
+    }
+    for path, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{path} must be positive, got {value}")
+    for path, value in {"ppo.gamma": cfg.ppo.gamma, "ppo.gae_lambda": cfg.ppo.gae_lambda}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{path} must lie in [0, 1], got {value}")
+    if cfg.ppo.minibatch_size > cfg.batch_size:
+        raise UserError(
+            f"ppo.minibatch_size ({cfg.ppo.minibatch_size}) exceeds the rollout size "
+            f"num_steps × num_envs = {cfg.batch_size}"
+        )
+    if cfg.run.overlap and cfg.run.sampler == "inline":
+        raise UserError("run.overlap=true needs run.sampler=process or ray (inline collection cannot overlap)")
+    if cfg.run.num_workers < 1 or cfg.env.num_envs % cfg.run.num_workers:
+        raise UserError(f"run.num_workers ({cfg.run.num_workers}) must be >= 1 and divide env.num_envs "
+                        f"({cfg.env.num_envs})")
+    if cfg.run.num_workers > 1 and cfg.run.sampler == "inline":
+        raise UserError("run.num_workers > 1 needs run.sampler=process or ray")
+    for path, value in {"ppo.smooth_temporal": cfg.ppo.smooth_temporal,
+                        "ppo.smooth_spatial": cfg.ppo.smooth_spatial}.items():
+        if value < 0:
+            raise UserError(f"{path} must be >= 0, got {value}")
+    if cfg.ppo.smooth_sigma <= 0:
+        raise UserError(f"ppo.smooth_sigma must be positive, got {cfg.ppo.smooth_sigma}")
+    if not 0.0 <= cfg.arbiter.baseline_prob <= 1.0:
+        raise UserError(f"arbiter.baseline_prob must lie in [0, 1], got {cfg.arbiter.baseline_prob}")
+    if cfg.run.eval_episodes < 0:
+        raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
+    if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
+        raise UserError(f"policy.hidden_sizes must be a non-empty list of positive ints, got {cfg.policy.hidden_sizes}")
+
+
+# ---------------------------------------------------------------------------------------------
+# presets and --set overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def load_presets() -> dict[str, dict[str, Any]]:
+    """All presets shipped in ``rlctl/presets/ppo.yaml`` (keys: env ids and named presets)."""
+    text = resources.files("rlctl").joinpath("presets/ppo.yaml").read_text()
+    data = yaml.safe_load(text)
+    return {k: v or {} for k, v in data.items()}
+
+
+def preset_for(env_id: str, preset: str | None) -> tuple[str, dict[str, Any]]:
+    """The preset dict to apply: ``preset`` if named, else the entry for ``env_id`` (``atari`` for an
+    ``ALE/*`` id without one), else ``default``.
+
+    ``preset`` may also be a YAML file (e.g. written by ``rlctl tune``): its entry for ``env_id`` is
+    used, or its only entry.
+    """
+    if preset is not None and preset.endswith((".yaml", ".yml")):
+        return preset, _preset_from_file(Path(preset), env_id)
+    presets = load_presets()
+    if preset is not None:
+        if preset not in presets:
+            close = difflib.get_close_matches(preset, presets, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown preset {preset!r}{hint} (list them with `rlctl presets`)")
+        return preset, presets[preset]
+    if env_id in presets:
+        return env_id, presets[env_id]
+    if env_id.startswith("ALE/") and "atari" in presets:
+        return "atari", presets["atari"]
+    return "default", presets.get("default", {})
+
+
+def _preset_from_file(path: Path, env_id: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"preset file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"preset file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"preset file {path} must map env ids to settings")
+    if env_id in data:
+        return data[env_id] or {}
+    if len(data) == 1:
+        return next(iter(data.values())) or {}
+    raise UserError(f"preset file {path} has no entry for {env_id} (entries: {', '.join(map(str, data))})")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn ``["ppo.gamma=0.98", "policy.hidden_sizes=[256,256]"]`` into a nested dict.
+
+    Values are parsed as YAML scalars/lists, so ``true``, ``null``, ``3e-4`` and ``[64, 64]`` work.
+    """
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"malformed --set {item!r}: expected section.key=value, e.g. ppo.gamma=0.98")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+            if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+                value = float(value)  # YAML 1.1 leaves "3e-4" a string
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", exc)
+            raise UserError(f"malformed --set {item!r}: cannot parse value {raw!r} ({problem})") from None
+        node = nested
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
+        node[parts[-1]] = value
+    return nested
+
+
+def resolve_config(
+    env_id: str,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    set_items: list[str] | None = None,
+) -> tuple[Config, str]:
+    """Defaults → preset → explicit overrides → ``--set``; returns the config and the preset name used."""
+    name, preset_values = preset_for(env_id, preset)
+    cfg = Config()
+    defaults = load_presets().get("default", {})
+    _apply(cfg, defaults, "")
+    _apply(cfg, preset_values, "")
+    _apply(cfg, {"env": {"id": env_id}}, "")
+    _apply(cfg, overrides or {}, "")
+    _apply(cfg, parse_set(set_items or []), "")
+    validate(cfg)
+    return cfg, name
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys (``ppo.smooth_temporal``, ``env.kwargs.sim2real``) whose values differ between two configs."""
+
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: value}
+
+    fa, fb = flat(to_dict(a), ""), flat(to_dict(b), "")
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+
+
+def save_yaml(cfg: Config) -> str:
+    """YAML text of the resolved config."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def load_yaml(text: str) -> Config:
+    """Parse a saved ``config.yaml`` back into a Config (validated)."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise UserError("config file is not a mapping")
+    return from_dict(data)

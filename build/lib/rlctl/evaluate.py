@@ -1,0 +1,136 @@
+"""Evaluate and watch a trained policy: ``rlctl eval`` and ``rlctl enjoy``.
+
+The policy module carries its own observation normalizer, so evaluation builds a *plain* env: what
+the agent sees at evaluation is exactly what it saw in training, with the statistics frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlctl.agents.cnn import Policy
+from rlctl.config import Config
+from rlctl.envs.make import make_env
+from rlctl.envs.reward import RewardFn, RewardHook
+from rlctl.spaces import SpaceAdapter
+
+
+@torch.no_grad()
+def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> Any:
+    """One env action for a single (unbatched) observation."""
+    device = next(agent.parameters()).device
+    x = torch.from_numpy(adapter.obs(np.asarray(obs)[None])).to(device)
+    dist = agent.dist(agent.normalize_obs(x))
+    action = dist.mode() if deterministic else dist.sample()
+    return adapter.to_env(agent.to_env_action(action).cpu().numpy())[0]
+
+
+def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
+                 before_step: Callable[[], None] | None = None, shaped: list[float] | None = None) -> tuple[float, int]:
+    """Play one episode from ``env.reset(seed=seed)``; its raw return and length.
+
+    The return is the env's own, also under a reward hook (:mod:`rlctl.envs.reward`); the hook's return is
+    appended to ``shaped`` when given.
+
+    Envs that report games (Atari, see :mod:`rlctl.envs.atari`) are played to the end of the game, through
+    every lost life, and scored with the game's raw score and length (``info["game_return"]``).
+    ``before_step`` runs before each step (e.g. to render a frame).
+    """
+    obs, _ = env.reset(seed=seed)
+    total, shaped_total, length = 0.0, 0.0, 0
+    while True:
+        if before_step is not None:
+            before_step()
+        obs, reward, terminated, truncated, info = env.step(choose(obs))
+        total += float(info.get("env_reward", reward))
+        shaped_total += float(reward)
+        length += 1
+        if not (terminated or truncated):
+            continue
+        if info.get("game_over", True):
+            break
+        obs, _ = env.reset()  # a lost life: the game goes on
+    if shaped is not None:
+        shaped.append(shaped_total)
+    if "game_return" in info:
+        return float(info["game_return"]), int(info["game_length"])
+    return total, length
+
+
+def evaluate_policy(
+    agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int,
+    reward_fn: RewardFn | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
+    life, see :func:`play_episode`); raw returns, not scaled. With the run's ``reward_fn`` the shaped
+    returns are reported too (``mean_shaped_return``)."""
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
+    if reward_fn is not None:
+        env = RewardHook(env, reward_fn)
+    returns: list[float] = []
+    lengths: list[int] = []
+    shaped: list[float] = []
+    try:
+        for i in range(episodes):
+            total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i,
+                                         shaped=shaped)
+            returns.append(total)
+            lengths.append(length)
+    finally:
+        env.close()
+    return {
+        "env": cfg.env.id,
+        "episodes": episodes,
+        "deterministic": deterministic,
+        "seed": seed,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "mean_length": float(np.mean(lengths)),
+        "returns": returns,
+        "lengths": lengths,
+        **({"mean_shaped_return": float(np.mean(shaped)), "shaped_returns": shaped} if reward_fn else {}),
+    }
+
+
+def ensure_headless_gl() -> None:
+    """Pick an off-screen OpenGL backend for MuJoCo when there is no display (EGL, as on servers)."""
+    if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+def record_video(
+    agent: Policy, adapter: SpaceAdapter, cfg: Config, out: Path, episodes: int, seed: int,
+    deterministic: bool = True, fps: int | None = None,
+) -> dict[str, Any]:
+    """Render ``episodes`` episodes headlessly (rgb_array) into an MP4 at ``out``."""
+    import imageio.v2 as imageio
+
+    ensure_headless_gl()
+    env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps, render_mode="rgb_array")
+    fps = fps or int(env.metadata.get("render_fps", 30))
+    frames = 0
+    returns: list[float] = []
+    tmp = out.with_name(f".{out.name}.partial{out.suffix}")
+    try:
+        writer: Any
+        with imageio.get_writer(tmp, fps=fps, macro_block_size=1) as writer:
+            def frame() -> None:
+                nonlocal frames
+                writer.append_data(env.render())
+                frames += 1
+
+            for i in range(episodes):
+                total, _ = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i, frame)
+                returns.append(total)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        env.close()
+    return {"video": str(out), "frames": frames, "fps": fps, "returns": returns}

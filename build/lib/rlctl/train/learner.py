@@ -1,0 +1,51 @@
+"""The learner stage: network, optimizer, schedules and one PPO update on a prepared batch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from rlctl.agents.cnn import Policy
+from rlctl.agents.ppo import MinibatchStep, ppo_update
+from rlctl.agents.rollout import Rollout
+from rlctl.config import Config
+from rlctl.train.advantages import AdvantageStage, make_advantage_stage
+from rlctl.train.optim import make_optimizer
+
+
+class Learner:
+    """Owns what an update changes: the policy's weights, the optimizer state, the clip and learning rate."""
+
+    def __init__(self, cfg: Config, agent: Policy) -> None:
+        self.cfg, self.agent = cfg, agent
+        self.optimizer = make_optimizer(agent, cfg)
+        self.step = MinibatchStep(agent, self.optimizer, cfg.ppo, compile=cfg.run.compile)
+        self.advantages: AdvantageStage = make_advantage_stage(cfg, agent)
+
+    def schedule(self, update: int) -> dict[str, float]:
+        """Set the learning rate and clip range of update ``update`` (linear annealing where configured)."""
+        ppo, left = self.cfg.ppo, 1.0 - update / self.cfg.num_updates
+        lr = ppo.learning_rate * left if ppo.anneal_lr else ppo.learning_rate
+        for group in self.optimizer.param_groups:
+            if isinstance(group["lr"], torch.Tensor):  # compiled Adam: a tensor, changed in place
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        if ppo.anneal_clip:
+            self.step.set_clip(ppo.clip_coef * left)
+        return {"charts/learning_rate": lr, "charts/clip_coef": float(self.step.clip_coef)}
+
+    def update(self, rollout: Rollout) -> dict[str, float]:
+        """Advantages, then ``update_epochs`` of minibatch steps; returns the update's statistics."""
+        batch = self.advantages.batch(rollout)
+        stage = self.advantages
+        refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
+        return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.optimizer.load_state_dict(state["optimizer"])
