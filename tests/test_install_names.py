@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -50,9 +51,15 @@ def test_a_user_project_with_its_own_agents_and_envs_trains_with_the_editable_in
 
 @pytest.mark.slow
 def test_a_user_project_with_its_own_agents_and_envs_trains_with_a_wheel_install(tmp_path: Path) -> None:
+    source = tmp_path / "source"  # pip builds in the source tree: a copy keeps build/ out of the checkout
+    for name in ("agents", "envs", "rlctl"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--disable-pip-version-check", "-w", str(wheels), str(ROOT)], check=True, capture_output=True,
+                    "--disable-pip-version-check", "-w", str(wheels), str(source)], check=True, capture_output=True,
                    timeout=300)
     (wheel,) = wheels.glob("rlctl-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
