@@ -66,23 +66,40 @@ def ppo_loss(
     clip_vloss: bool,
     ent_coef: float,
     vf_coef: float,
+    policy_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its parts for one minibatch (all inputs ``[B]``; advantages already normalized).
 
     * policy: ``−mean(min(r·A, clip(r, 1±ε)·A))`` with ``r = exp(logπ − logπ_old)`` (Schulman 2017, eq. 7);
+      with per-factor log-probs and advantages (``[B, D]``, factorized baselines) it is the per-dimension
+      surrogate ``−mean Σ_i min(r_i·A_i, clip(r_i, 1±ε)·A_i)``, ``r_i = π(a_i|s)/π_old(a_i|s)``: at θ_old its
+      gradient is ``Σ_i ∇log π_i · A_i``, whereas the joint ratio times A_i would add the cross terms
+      ``∇log π_j · A_i`` that undo the per-factor baselines (algorithms.md §1.4);
     * value: ``mean((V − R)²)``, SB3's and Tianshou's form (no ½), optionally ``mean(max((V − R)², (V_c − R)²))``
       with ``V_c`` = V clipped to ``V_old ± ε`` (the baselines ``ppo2`` variant). CleanRL and baselines take
       ``0.5 · mean(…)``, so their ``vf_coef`` is twice rlctl's for the same weight (the presets halve it);
-    * entropy bonus subtracted with ``ent_coef``.
-    Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator), the
-    fraction of ratios outside the clip range.
+    * entropy bonus subtracted with ``ent_coef``;
+    * with ``policy_weight`` ``[B]``, the policy term is the weighted mean (agency transfer's masked baseline steps).
+    Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator) of the joint ratio, the
+    fraction of (per-factor) ratios outside the clip range.
     """
+    if new_logprobs.shape != advantages.shape or old_logprobs.shape != advantages.shape:
+        raise ValueError(f"ppo_loss: log-probs {tuple(new_logprobs.shape)}, {tuple(old_logprobs.shape)} and "
+                         f"advantages {tuple(advantages.shape)} must have one shape")
+    per_dim_ratio = (new_logprobs - old_logprobs).exp()
+    clip_coef = torch.as_tensor(clip_coef, dtype=per_dim_ratio.dtype, device=per_dim_ratio.device)
+    surrogate = torch.min(advantages * per_dim_ratio,
+                          advantages * torch.clamp(per_dim_ratio, 1.0 - clip_coef, 1.0 + clip_coef))
+    if surrogate.dim() == 2:  # per-factor: one clipped term per action dimension, summed
+        surrogate = surrogate.sum(-1)
+    if policy_weight is None:
+        policy_loss = -surrogate.mean()
+    else:  # a weighted mean: samples of weight 0 (a baseline controller's steps) leave the policy gradient alone
+        policy_loss = -(surrogate * policy_weight).sum() / policy_weight.sum().clamp(min=1.0)
     log_ratio = new_logprobs - old_logprobs
+    if log_ratio.dim() == 2:
+        log_ratio = log_ratio.sum(-1)
     ratio = log_ratio.exp()
-    clip_coef = torch.as_tensor(clip_coef, dtype=ratio.dtype, device=ratio.device)
-    surrogate = advantages * ratio
-    surrogate_clipped = advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
-    policy_loss = -torch.min(surrogate, surrogate_clipped).mean()
 
     if clip_vloss:
         clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
@@ -99,7 +116,7 @@ def ppo_loss(
             "entropy": entropy_mean.detach(),
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
             "old_approx_kl": (-log_ratio).mean(),
-            "clipfrac": ((ratio - 1.0).abs() > clip_coef).float().mean(),
+            "clipfrac": ((per_dim_ratio - 1.0).abs() > clip_coef).float().mean(),
         }
     return loss, stats
 
@@ -135,6 +152,18 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float(1.0 - (target - predicted).var() / var_target)
 
 
+def normalize_advantages(advantages: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero mean, unit std over all entries (of ``[B]`` or ``[B, D]``); with ``weight`` ``[B]`` the statistics
+    are those of the weighted samples, so samples of weight 0 do not shift the others' advantages."""
+    if weight is None:
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    w = weight.reshape(-1, *([1] * (advantages.dim() - 1))).expand_as(advantages)
+    total = w.sum().clamp(min=1.0)
+    mean = (advantages * w).sum() / total
+    var = ((advantages - mean).pow(2) * w).sum() / (total - 1.0).clamp(min=1.0)
+    return (advantages - mean) / (var.sqrt() + 1e-8)
+
+
 class MinibatchStep:
     """One gradient step on a minibatch: loss, backward, global grad-norm clip, optimizer step.
 
@@ -145,15 +174,26 @@ class MinibatchStep:
     """
 
     KEYS = ("obs", "actions", "logprobs", "advantages", "values", "returns")
-    """the batch fields every step reads; with temporal smoothness also ``next_obs`` and ``next_valid``"""
+    """the batch fields every step reads; with temporal smoothness also ``next_obs`` and ``next_valid``, with
+    ``weighted`` also ``policy_weight`` and ``imitation_weight``"""
 
     def __init__(self, agent: Policy, optimizer: torch.optim.Optimizer, params: PPOParams,
-                 compile: bool = False) -> None:
+                 compile: bool = False, per_dim: bool = False, weighted: bool = False,
+                 imitation_coef: float = 0.0) -> None:
         self.agent, self.optimizer, self.params, self.compiled = agent, optimizer, params, compile
         self.smooth = params.smooth_temporal > 0 or params.smooth_spatial > 0
         if self.smooth and agent.action.kind != "continuous":
             raise ValueError("smoothness regularization (smooth_temporal, smooth_spatial) needs a Gaussian policy")
-        self.keys = self.KEYS + (("next_obs", "next_valid") if params.smooth_temporal > 0 else ())
+        # per_dim: per-factor ratios against ``[B, D]`` advantages (factorized baselines); reads the per-factor
+        # behaviour log-probs the rollout keeps (``logprobs_dims``) instead of their sum.
+        self.per_dim = per_dim
+        keys = tuple("logprobs_dims" if k == "logprobs" else k for k in self.KEYS) if per_dim else self.KEYS
+        # weighted: a per-sample weight on the policy loss (0 masks a sample; a baseline controller's steps in agency
+        # transfer, rlctl.agents.arbiter) and an imitation term −imitation_coef·mean log π(a|s) over the samples
+        # ``imitation_weight`` marks. The value loss keeps every sample.
+        self.weighted, self.imitation_coef = weighted, imitation_coef
+        self.keys = keys + (("next_obs", "next_valid") if params.smooth_temporal > 0 else ()) \
+            + (("policy_weight", "imitation_weight") if weighted else ())
         # A tensor, so a schedule (``set_clip``) changes it without recompiling the compiled loss.
         self.clip_coef = torch.tensor(float(params.clip_coef), device=next(agent.parameters()).device)
         self._loss = torch.compile(self._loss_eager) if compile else self._loss_eager
@@ -162,16 +202,24 @@ class MinibatchStep:
     def _loss_eager(self, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
                     advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                     next_obs: torch.Tensor | None = None, next_valid: torch.Tensor | None = None,
+                    policy_weight: torch.Tensor | None = None, imitation_weight: torch.Tensor | None = None,
                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         p = self.params
-        if p.norm_adv:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if p.norm_adv:  # one mean and std over all entries: per-factor scales would reweight factors (§1.10)
+            advantages = normalize_advantages(advantages, policy_weight)
         dist, values = self.agent.dist_and_value(obs)
+        new_logprobs = dist.log_prob_dims(actions) if self.per_dim else dist.log_prob(actions)
         loss, stats = ppo_loss(
-            new_logprobs=dist.log_prob(actions), old_logprobs=old_logprobs, advantages=advantages,
+            new_logprobs=new_logprobs, old_logprobs=old_logprobs, advantages=advantages,
             new_values=values, old_values=old_values, returns=returns, entropy=dist.entropy(),
             clip_coef=self.clip_coef, clip_vloss=p.clip_vloss, ent_coef=p.ent_coef, vf_coef=p.vf_coef,
+            policy_weight=policy_weight,
         )
+        if imitation_weight is not None and self.imitation_coef > 0:
+            logp = new_logprobs.sum(-1) if self.per_dim else new_logprobs
+            imitation = -(logp * imitation_weight).sum() / imitation_weight.sum().clamp(min=1.0)
+            loss = loss + self.imitation_coef * imitation
+            stats["imitation"] = imitation.detach()
         if self.smooth:
             mean = dist.mode()
             next_mean = self.agent.dist(next_obs).mode() if next_obs is not None else None
@@ -191,7 +239,9 @@ class MinibatchStep:
         self.optimizer.step()
 
     def __call__(self, batch: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
-        loss, stats = self._loss(*(batch[key][idx] for key in self.keys))
+        core = len(self.KEYS)
+        loss, stats = self._loss(*(batch[key][idx] for key in self.keys[:core]),
+                                 **{key: batch[key][idx] for key in self.keys[core:]})
         # Compiled optimizer steps want gradient tensors that persist between calls.
         self.optimizer.zero_grad(set_to_none=not self.compiled)
         loss.backward()

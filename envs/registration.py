@@ -51,6 +51,7 @@ def register_all() -> None:
         "rlctl/ArmReachSparse-v0": ("rlctl.envs.robots.arm:ArmReachEnv", {"reward_type": "sparse"}),
         "rlctl/ArmPush-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "dense"}),
         "rlctl/ArmPushSparse-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "sparse"}),
+        "rlctl/TargetMatching-v0": ("rlctl.envs.synthetic:TargetMatchingEnv", {"dim": 10}),
     }
     for env_id, (entry, kwargs) in specs.items():
         if env_id not in gym.registry:

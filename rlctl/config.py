@@ -92,6 +92,10 @@ class PPOConfig:
     """GAE λ; 1.0 gives Monte Carlo returns minus the baseline"""
     clip_coef: float = 0.2
     """PPO ratio clipping ε"""
+    per_dim_ratio: bool = False
+    """clip one likelihood ratio per action dimension, ``Σ_i min(r_i·A, clip(r_i, 1±ε)·A)``, instead of the joint
+    ratio (factorized baselines always do). With many dimensions the joint ratio leaves the clip range after tiny
+    per-dimension changes, so this alone changes how far an update moves the policy"""
     anneal_clip: bool = False
     """linearly anneal clip_coef to 0 over the run (the PPO paper's Atari setting)"""
     clip_vloss: bool = False
@@ -161,24 +165,82 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class ArbiterConfig:
-    """A baseline controller that acts inside the collector instead of the learned policy."""
+    """A baseline controller that acts inside the collector, and how agency passes to the learned policy
+    (:mod:`rlctl.agents.arbiter`)."""
 
     baseline: str | None = None
-    """the controller: ``controller:NAME`` (``pid``, ``ik``, ``push``), an rlctl run directory, or
+    """the controller: ``controller:NAME`` (``pid``, ``ik``, ``push``, ``energy``), an rlctl run directory, or
     ``sb3:PATH.zip``; none lets the learned policy act at every step"""
-    baseline_prob: float = 1.0
-    """probability that the baseline acts at a step (drawn per env and step from the collector's seeded
-    generator); the learned policy acts otherwise"""
+    mode: str = "prob"
+    """who acts: ``prob`` (the learner with probability p), ``calf`` (the learner when its critic certifies an
+    improvement, else with the relax probability), ``jsrl`` (the baseline for the first ⌈H·(1−p)⌉ steps of each
+    episode) or ``residual`` (the env gets learner + (1−p)·baseline)"""
+    schedule: str = "linear"
+    """how the learner's share p moves: ``fixed`` (share_start throughout), ``linear`` (share_start → 1 at
+    transfer_end), ``multiplicative`` (× factor per update) or ``success_gated`` (raised by gate_step when the
+    learner alone reaches the goal in gate_success of its evaluation episodes)"""
+    share_start: float = 0.0
+    """the learner's share p at the start of training"""
+    transfer_end: float = 0.8
+    """fraction of the step budget after which the baseline is disconnected (p = 1)"""
+    factor: float = 1.05
+    """``multiplicative``: p's factor per update"""
+    gate_success: float = 0.8
+    """``success_gated``: learner-alone success rate that raises p"""
+    gate_step: float = 0.1
+    """``success_gated``: how much one evaluation moves p"""
+    eval_every: int = 0
+    """env steps between evaluations of the learner alone (baseline disconnected); 0: never (needed by
+    ``success_gated``)"""
+    eval_episodes: int = 10
+    """episodes per learner-alone evaluation"""
+    nu: float = 5e-4
+    """``calf``: the critic improvement ν that certifies the learner's step"""
+    relax_init: float = 0.5
+    """``calf``: relax probability λ₀ of the first episode"""
+    relax_step_factor: float = 0.9
+    """``calf``: λ's factor per step within an episode"""
+    relax_episode_factor: float = 0.1
+    """``calf``: λ₀ grows by this fraction per episode"""
+    horizon: int = 0
+    """``jsrl``: the guide horizon H in steps (0: the env's time limit)"""
+    baseline_steps: str = "off_policy"
+    """what PPO does with the baseline's steps: ``off_policy`` (trains on them with the learner's log-prob of
+    the executed action and the clipped ratio), ``mask`` (value loss only) or ``bc`` (value loss, plus an
+    imitation term bc_coef·(−log π(a_baseline|s)))"""
+    bc_coef: float = 0.1
+    """``bc``: weight of the imitation term"""
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """What the policy gradient subtracts from the return: the state critic, or one baseline per action factor."""
+
+    type: str = "state"
+    """``state``: GAE with the critic V(s); ``factorized``: per-dimension baselines b_i(s, a^{-i}) (Wu et al. 2018),
+    per-dimension ratios and advantages ``A^i = R^λ − b_i`` (Gaussian and MultiDiscrete policies on vector
+    observations)"""
+    mode: str = "regress"
+    """with ``factorized``: ``regress`` (b_i fit to the return from [s, t/H, a^{-i}]), ``q_mean`` (a learned Q(s, a)
+    with a^i set to the policy mean) or ``q_mc`` (Q averaged over mc_samples draws of a^i)"""
+    mc_samples: int = 4
+    """draws M of a^i per row for ``q_mc`` (its cost: D·M Q evaluations per row)"""
+    fit: str = "previous"
+    """``previous``: each batch's baselines come from the networks fit up to the previous batch; ``crossfit``: two
+    networks, each fit on half the batch's episodes and predicting the other half"""
+    fit_dims: int = 32
+    """``regress``: factors per row in each fitting step, drawn at random (0: all); keeps fitting cheap at D = 2000"""
 
 
 @dataclass(frozen=True)
 class Config:
-    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter`` and ``run`` sections."""
+    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter``, ``baseline`` and ``run`` sections."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -201,6 +263,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "policy.precision": ("auto", "fp32", "bf16"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.sampler": ("inline", "process", "ray"),
+    "arbiter.mode": ("prob", "calf", "jsrl", "residual"),
+    "arbiter.schedule": ("fixed", "linear", "multiplicative", "success_gated"),
+    "arbiter.baseline_steps": ("off_policy", "mask", "bc"),
+    "baseline.type": ("state", "factorized"),
+    "baseline.mode": ("regress", "q_mean", "q_mc"),
+    "baseline.fit": ("previous", "crossfit"),
 }
 
 
@@ -336,10 +404,22 @@ def validate(cfg: Config) -> None:
             raise UserError(f"{path} must be >= 0, got {value}")
     if cfg.ppo.smooth_sigma <= 0:
         raise UserError(f"ppo.smooth_sigma must be positive, got {cfg.ppo.smooth_sigma}")
-    if not 0.0 <= cfg.arbiter.baseline_prob <= 1.0:
-        raise UserError(f"arbiter.baseline_prob must lie in [0, 1], got {cfg.arbiter.baseline_prob}")
+    arbiter = cfg.arbiter
+    for path, value in {"arbiter.share_start": arbiter.share_start, "arbiter.transfer_end": arbiter.transfer_end,
+                        "arbiter.gate_success": arbiter.gate_success, "arbiter.relax_init": arbiter.relax_init,
+                        "arbiter.gate_step": arbiter.gate_step}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{path} must lie in [0, 1], got {value}")
+    if arbiter.schedule == "success_gated" and arbiter.eval_every <= 0 and arbiter.baseline is not None:
+        raise UserError("arbiter.schedule=success_gated needs arbiter.eval_every > 0 (evaluations raise the share)")
+    if min(arbiter.eval_every, arbiter.eval_episodes, arbiter.horizon, arbiter.nu, arbiter.bc_coef) < 0 \
+            or arbiter.factor <= 0:
+        raise UserError("arbiter.eval_every, eval_episodes, horizon, nu and bc_coef must be >= 0 and factor > 0")
     if cfg.run.eval_episodes < 0:
         raise UserError(f"run.eval_episodes must be >= 0, got {cfg.run.eval_episodes}")
+    if cfg.baseline.mc_samples < 1 or cfg.baseline.fit_dims < 0:
+        raise UserError(f"baseline.mc_samples must be >= 1 and baseline.fit_dims >= 0, got {cfg.baseline.mc_samples} "
+                        f"and {cfg.baseline.fit_dims}")
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
         raise UserError(f"policy.hidden_sizes must be a non-empty list of positive ints, got {cfg.policy.hidden_sizes}")
 

@@ -32,11 +32,13 @@ def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> 
 
 
 def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
-                 before_step: Callable[[], None] | None = None, shaped: list[float] | None = None) -> tuple[float, int]:
+                 before_step: Callable[[], None] | None = None,
+                 record: dict[str, list[Any]] | None = None) -> tuple[float, int]:
     """Play one episode from ``env.reset(seed=seed)``; its raw return and length.
 
-    The return is the env's own, also under a reward hook (:mod:`rlctl.envs.reward`); the hook's return is
-    appended to ``shaped`` when given.
+    The return is the env's own, also under a reward hook (:mod:`rlctl.envs.reward`). With ``record``, the
+    hook's return is appended to ``record["shaped"]`` and the env's last ``info["is_success"]`` (None where
+    it reports none) to ``record["success"]``.
 
     Envs that report games (Atari, see :mod:`rlctl.envs.atari`) are played to the end of the game, through
     every lost life, and scored with the game's raw score and length (``info["game_return"]``).
@@ -56,8 +58,9 @@ def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
         if info.get("game_over", True):
             break
         obs, _ = env.reset()  # a lost life: the game goes on
-    if shaped is not None:
-        shaped.append(shaped_total)
+    if record is not None:
+        record.setdefault("shaped", []).append(shaped_total)
+        record.setdefault("success", []).append(bool(info["is_success"]) if "is_success" in info else None)
     if "game_return" in info:
         return float(info["game_return"]), int(info["game_length"])
     return total, length
@@ -69,21 +72,23 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
     life, see :func:`play_episode`); raw returns, not scaled. With the run's ``reward_fn`` the shaped
-    returns are reported too (``mean_shaped_return``)."""
+    returns are reported too (``mean_shaped_return``), and ``success_rate`` for envs that report
+    ``info["is_success"]``."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     if reward_fn is not None:
         env = RewardHook(env, reward_fn)
     returns: list[float] = []
     lengths: list[int] = []
-    shaped: list[float] = []
+    record: dict[str, list[Any]] = {}
     try:
         for i in range(episodes):
             total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i,
-                                         shaped=shaped)
+                                         record=record)
             returns.append(total)
             lengths.append(length)
     finally:
         env.close()
+    successes = [s for s in record.get("success", []) if s is not None]
     return {
         "env": cfg.env.id,
         "episodes": episodes,
@@ -94,7 +99,9 @@ def evaluate_policy(
         "mean_length": float(np.mean(lengths)),
         "returns": returns,
         "lengths": lengths,
-        **({"mean_shaped_return": float(np.mean(shaped)), "shaped_returns": shaped} if reward_fn else {}),
+        **({"mean_shaped_return": float(np.mean(record["shaped"])), "shaped_returns": record["shaped"]}
+           if reward_fn else {}),
+        **({"success_rate": float(np.mean(successes))} if successes else {}),
     }
 
 

@@ -4,7 +4,8 @@ Each trial is an ordinary rlctl training run on a trial config: the env's preset
 sampled values on top. Every update reports the mean of the recent training returns to the pruner, which
 stops trials that fall below the median of earlier trials at the same step (the reported value is the mean
 of the last 100 training returns). The objective is the mean raw return of the trial's last 20 training
-episodes.
+episodes. Trial i trains on seed 1 + (i mod 99), a screening seed: a tuned preset is never chosen on the seeds of
+a benchmark table (101+, :mod:`rlctl.bench.seeds`).
 
 A study lives in an Optuna storage (``--storage sqlite:///tune.db``), so ``rlctl tune`` run again with the
 same storage and study name resumes it, and several processes can share one. The best trial is written as
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from rlctl.bench.seeds import tune_seed
 from rlctl.config import Config, from_dict, parse_set, preset_for, resolve_config
 from rlctl.errors import UserError
 
@@ -80,7 +82,9 @@ def _trial_config(env_id: str, preset: str | None, steps: int, set_items: list[s
     optuna = _import_optuna()
     sampled = sample_overrides(trial)
     sampled.setdefault("ppo", {})["total_timesteps"] = steps
-    sampled.setdefault("run", {}).update({"eval_episodes": 0, "checkpoint_every": 10**12, "seed": trial.number})
+    # trials train on screening seeds (1–99), never on a benchmark table's (101+): rlctl.bench.seeds
+    sampled.setdefault("run", {}).update({"eval_episodes": 0, "checkpoint_every": 10**12,
+                                          "seed": tune_seed(trial.number)})
     try:
         cfg, _ = resolve_config(env_id, preset, sampled, set_items)
     except UserError as exc:  # e.g. a minibatch larger than the rollout: not a valid point

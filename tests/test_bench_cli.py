@@ -112,5 +112,7 @@ def test_worker_evaluates_as_many_episodes_as_its_flag_says(tmp_path: Path) -> N
     assert main([*args, "--eval-episodes", "2", "ppo.update_epochs=1"]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert len(result["eval"]) == 2 and result["config"]["ppo"]["update_epochs"] == 1
+    load = result["load"]  # the load average while it ran: whether its wall time and SPS count
+    assert load["own_processes"] == 1 and len(load["samples"]) >= 2 and load["cpu_count"] >= 1
     assert main([*args, "--eval-episodes", "0"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["eval"] == []

@@ -81,7 +81,7 @@ def test_reports_read_the_same_numbers_from_compacted_results(tmp_path: Path) ->
         screen(out)
     for name in ("returns_default.md", "returns_default.csv", "mujoco-v5.md", "mujoco-v5-screen.md"):
         assert (small / name).read_text() == (full / name).read_text(), name
-    assert "| CartPole-v1 | rlctl | 3 |" in (small / "mujoco-v5.md").read_text()
+    assert "| CartPole-v1 | rlctl | 3 (1–3) |" in (small / "mujoco-v5.md").read_text()
 
 
 def test_the_command_skips_other_json_and_check_writes_nothing(tmp_path: Path, capsys: Any) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlctl.bench.suite import _versus_sb3, iqm, is_current, permutation_p, stratified_bootstrap_ci
+from rlctl.bench.stats import iqm, permutation_p, stratified_bootstrap_ci
+from rlctl.bench.suite import _versus_sb3, is_current
 from tests.test_cli import assert_user_error, rlctl
 
 
@@ -52,8 +53,8 @@ def test_suite_runs_a_tiny_matrix_and_writes_the_table(tmp_path: Path) -> None:
     rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "2", "--steps", "2048", "--sb3-tasks", "",
           "--out", str(tmp_path), "--bootstrap", "50", "--jobs", "2")
     table = (tmp_path / "mujoco-v5.md").read_text()
-    assert "| InvertedPendulum-v5 | rlctl | 2 |" in table and "CleanRL, v4, 3 seeds" in table
-    assert "Aggregate over 1 tasks: IQM" in table
+    assert "| InvertedPendulum-v5 | rlctl | 2 (101–102) |" in table and "CleanRL, v4, 3 seeds" in table
+    assert "Aggregate over 1 task(s): IQM" in table and "References: InvertedPendulum-v5 963.09" in table
     assert (tmp_path / "mujoco-v5_InvertedPendulum-v5.png").exists()
     assert "Incomplete" not in table
     rlctl("bench", "suite", "--tasks", "InvertedPendulum-v5", "--seeds", "3", "--steps", "2048", "--sb3-tasks", "",
@@ -119,7 +120,7 @@ def test_a_candidate_preset_runs_apart_from_the_table_and_lands_in_the_screen(tm
     assert (tmp_path / "runs" / "suite-tianshou-mujoco" / "rlctl__InvertedPendulum-v5__s1.json").exists()
     assert not (tmp_path / "mujoco-v5.md").exists()  # the table holds each task's own preset only
     screen = (tmp_path / "mujoco-v5-screen.md").read_text()
-    assert "| InvertedPendulum-v5 | tianshou-mujoco | 1 | 1,024 |" in screen
+    assert "| InvertedPendulum-v5 | tianshou-mujoco | 1 (1) | 1,024 |" in screen
     assert_user_error(rlctl("bench", "suite", "--preset", "no-such-preset", "--out", str(tmp_path), check=False),
                       "no-such-preset")
 

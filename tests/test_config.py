@@ -34,9 +34,9 @@ def test_set_on_a_mapping_merges_with_the_preset_mapping() -> None:
 
 
 def test_unknown_env_gets_default_preset_and_named_preset_applies() -> None:
-    cfg, name = resolve_config("Pendulum-v1")
+    cfg, name = resolve_config("MountainCarContinuous-v0")
     assert name == "default" and cfg.ppo.num_steps == Config().ppo.num_steps
-    cfg, name = resolve_config("Pendulum-v1", "sb3-default")
+    cfg, name = resolve_config("MountainCarContinuous-v0", "sb3-default")
     assert name == "sb3-default" and cfg.policy.normalize_obs is False and cfg.ppo.normalize_reward is False
 
 

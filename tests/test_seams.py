@@ -120,7 +120,8 @@ def test_a_queued_start_is_taken_by_the_next_autoreset_only(vectorization: str) 
 
 def _quad_cfg(sampler: str, prob: float) -> Config:
     base = small_config("rlctl/QuadHover-v0", env={"num_envs": 2}, ppo={"num_steps": 48, "minibatch_size": 32},
-                        arbiter={"baseline": "controller:pid", "baseline_prob": prob}, run=_workers(sampler))
+                        arbiter={"baseline": "controller:pid", "mode": "prob", "schedule": "fixed",
+                                 "share_start": 1.0 - prob}, run=_workers(sampler))
     return base
 
 

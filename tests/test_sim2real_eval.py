@@ -84,28 +84,28 @@ def test_bad_env_set_requests_are_clear_errors() -> None:
 
 
 def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path) -> None:
-    out, runs = tmp_path / "results", tmp_path / "runs"
-    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "2048",
+    out, runs = tmp_path / "results", tmp_path / "runs"  # 4096 steps: two updates, two points on the curves
+    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "4096",
           "--episodes", "2", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
     report = (out / "uav.md").read_text()
-    assert "| PID (nominal gains) |" in report and "| PPO | nominal | 1 |" in report
-    assert "hover trained on nominal: 1 seeds × 2,048 steps" in report
+    assert "| PID (nominal gains) |" in report and "| PPO | nominal | 1 (101) |" in report  # table seeds: 101…
+    assert "hover trained on nominal: 1 seeds × 4,096 steps" in report
     assert (out / "uav_hover_curves.png").stat().st_size > 5_000
-    policy = json.loads((out / "runs" / "uav" / "hover__nominal__s1.eval.json").read_text())
+    policy = json.loads((out / "runs" / "uav" / "hover__nominal__s101.eval.json").read_text())
     assert policy["results"]["policy"]["held-out"]["episodes"] == 2
     assert "Each controller flies 2 episodes of each set." in report
     # a rerun with another --episodes reuses the training but not the evaluations
-    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "2048",
+    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps", "4096",
           "--episodes", "3", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
-    for name in ("hover__nominal__s1", "hover__pid"):
+    for name in ("hover__nominal__s101", "hover__pid"):
         again = json.loads((out / "runs" / "uav" / f"{name}.eval.json").read_text())["results"]
         assert {s["episodes"] for sets in again.values() for s in sets.values() if isinstance(s, dict)} == {3}
     assert "Each controller flies 3 episodes of each set." in (out / "uav.md").read_text()
     # a finished run whose config no longer matches what the bench would train is not silently reused
-    saved = runs / "hover__nominal__s1" / "config.yaml"
+    saved = runs / "hover__nominal__s101" / "config.yaml"
     saved.write_text(saved.read_text().replace("learning_rate: 0.0003", "learning_rate: 0.001"))
     assert_user_error(rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "nominal", "--seeds", "1", "--steps",
-                            "2048", "--episodes", "2", "--out", str(out), "--runs-dir", str(runs), check=False),
+                            "4096", "--episodes", "2", "--out", str(out), "--runs-dir", str(runs), check=False),
                       "ppo.learning_rate")
     assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")
 

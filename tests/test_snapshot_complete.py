@@ -322,13 +322,18 @@ def test_rlctl_envs_save_their_own_state(env_id: str) -> None:
 # -- end to end -----------------------------------------------------------------------------------------
 
 
-def test_quadrotor_preset_run_resumed_at_half_matches_the_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["inline", "process", "ray"])
+def test_quadrotor_preset_run_resumed_at_half_matches_the_uninterrupted_run(sampler: str, tmp_path: Path) -> None:
     """The hover preset (CTBR, error integral) with command history, the randomized set and latency priority:
-    1 s episodes, so episodes end and the wrappers draw anew on both sides of the checkpoint."""
+    1 s episodes, so episodes end and the wrappers draw anew on both sides of the checkpoint; through each
+    sampler (the process and Ray workers snapshot their own envs)."""
+    if sampler == "ray":
+        pytest.importorskip("ray")
     cfg, _ = resolve_config("rlctl/QuadHover-v0", None, {
         "env": {"num_envs": 2},
         "ppo": {"total_timesteps": 512, "num_steps": 64, "minibatch_size": 64, "update_epochs": 2},
-        "run": {"eval_episodes": 0, "checkpoint_every": 256},
+        "run": {"eval_episodes": 0, "checkpoint_every": 256, "sampler": sampler,
+                "num_workers": 1 if sampler == "inline" else 2},
     }, ["env.kwargs.sim2real=randomized", "env.kwargs.command_history=3", "env.kwargs.latency_priority=0.5",
         "env.kwargs.episode_s=1.0"])
     assert cfg.env.kwargs["error_integral"] and cfg.env.kwargs["action_mode"] == "ctbr"  # from the preset

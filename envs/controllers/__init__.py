@@ -40,10 +40,17 @@ def _push(env: gym.Env) -> Controller:
     return ArmPushController(env)
 
 
+def _energy(env: gym.Env) -> Controller:
+    from rlctl.envs.controllers.pendulum_energy import PendulumEnergyController
+
+    return PendulumEnergyController(env)
+
+
 CONTROLLERS: dict[str, tuple[Callable[[gym.Env], Controller], str]] = {
     "pid": (_pid, "cascaded PID for the rlctl/Quad* envs"),
     "ik": (_ik, "inverse-kinematics reacher for rlctl/ArmReach*"),
     "push": (_push, "scripted pusher for rlctl/ArmPush*"),
+    "energy": (_energy, "energy-based swing-up for Pendulum-v1"),
 }
 
 

@@ -3,7 +3,9 @@
 ``bench returns``, ``bench suite`` and ``bench uav`` run their matrices through :func:`run_claimed`, so an
 interrupted matrix resumes, two invocations (or machines sharing the directory) split the remaining work,
 and a job whose lock was left by a killed process on this host is claimed again. :func:`prepare_matrix`
-builds the bench-worker jobs and keeps the finished results in step with the current presets.
+builds the bench-worker jobs and keeps the finished results in step with the current presets. Each job's
+load average is sampled while it runs (:mod:`rlctl.bench.load`): the bench worker records its own, and
+:func:`run_claimed` hands its samples to a job's ``on_success`` for jobs that are not bench workers.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path,
                reuse_from: Sequence[Path] = ()) -> None:
     """Run ``(lib, env, seed)`` bench-worker jobs, each writing one result JSON (see :func:`run_claimed`)."""
-    run_claimed(prepare_matrix(todo, preset, steps, runs, reuse_from), jobs)
+    run_claimed(prepare_matrix(todo, preset, steps, runs, reuse_from, parallel=jobs), jobs)
 
 
 def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, runs: Path,
-                   reuse_from: Sequence[Path] = (), set_aside: bool = True) -> list[ClaimedJob]:
+                   reuse_from: Sequence[Path] = (), set_aside: bool = True, parallel: int = 1) -> list[ClaimedJob]:
     """The jobs of a matrix, after bringing ``runs`` up to date with the current presets.
 
     ``preset="-"`` gives each env its own preset. A finished result whose config fingerprint differs
@@ -34,7 +37,8 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
     A missing result is copied from a directory in ``reuse_from`` that holds the same job with the same
     fingerprint (a screen run of the preset a task has since adopted), instead of being trained again.
     ``set_aside=False`` (a report) moves only stale results of this budget: one trained at another
-    budget belongs to another matrix, and the report filters it out itself.
+    budget belongs to another matrix, and the report filters it out itself. ``parallel`` (the matrix's
+    ``--jobs``) goes to each worker, whose load record counts that many runs as its own.
     """
     from rlctl.bench.worker import fingerprint, result_fingerprint, worker_config
 
@@ -59,7 +63,8 @@ def prepare_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, ru
                 adopted.update({"preset": preset, "reused_from": str(twin)})
                 result.write_text(json.dumps(adopted))
                 print(f"{result.name}: the same run with the same config is in {twin.parent}: reused", flush=True)
-        cmd = [sys.executable, "-m", "rlctl.bench.worker", lib, env, preset, str(steps), str(seed), "1", str(result)]
+        cmd = [sys.executable, "-m", "rlctl.bench.worker", lib, env, preset, str(steps), str(seed), "1", str(result),
+               "--parallel", str(parallel)]
         claimed.append(ClaimedJob(f"{lib} {env} seed {seed}", cmd, result, result.with_suffix(".lock"),
                                   result.with_suffix(".log")))
     return claimed
@@ -74,8 +79,11 @@ class ClaimedJob:
     done: Path
     lock: Path
     log: Path
-    on_success: Callable[[float], None] | None = None
-    """called with the wall seconds when the process exits 0 (to write ``done`` if the process does not)"""
+    on_success: Callable[[float, dict[str, Any]], None] | None = None
+    """called with the wall seconds and the load record (:meth:`rlctl.bench.load.LoadMonitor.stop`) when the
+    process exits 0 (to write ``done`` if the process does not)"""
+    own_processes: int = 1
+    """threads and processes the job keeps busy (:func:`rlctl.bench.load.run_processes`)"""
 
 
 def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
@@ -84,8 +92,10 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
     So an interrupted matrix resumes, and several invocations (or machines sharing the directory)
     split the remaining work.
     """
+    from rlctl.bench.load import LoadMonitor
+
     pending = list(jobs)
-    active: list[tuple[subprocess.Popen[bytes], ClaimedJob, float]] = []
+    active: list[tuple[subprocess.Popen[bytes], ClaimedJob, float, LoadMonitor]] = []
     while pending or active:
         while pending and len(active) < parallel:
             job = pending.pop(0)
@@ -102,16 +112,19 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
                 continue
             log = open(job.log, "wb")  # noqa: SIM115 - closed with the process
             print(f"start {job.name}", flush=True)
-            active.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT), job, time.perf_counter()))
+            monitor = LoadMonitor(parallel * job.own_processes).start()
+            active.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT), job, time.perf_counter(),
+                           monitor))
         time.sleep(2.0)
         for item in list(active):
-            proc, job, t0 = item
+            proc, job, t0, monitor = item
             if proc.poll() is None:
+                monitor.poll()
                 continue
             active.remove(item)
             job.lock.unlink(missing_ok=True)
             if proc.returncode == 0 and job.on_success is not None:
-                job.on_success(time.perf_counter() - t0)
+                job.on_success(time.perf_counter() - t0, monitor.stop())
             status = "done" if proc.returncode == 0 else f"FAILED (see {job.log})"
             print(f"{status}: {job.name}", flush=True)
 

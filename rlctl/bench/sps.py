@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.bench import checks
+from rlctl.bench.load import RULE, settled_mean, timing_issue
 from rlctl.bench.matrix import run_matrix
+from rlctl.bench.seeds import refusal, span, table_seeds
+from rlctl.bench.stats import SPREAD, mean_std
 from rlctl.bench.worker import WARMUP_ROLLOUTS, worker_config
 from rlctl.errors import UserError
 
@@ -126,6 +129,8 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
             rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
                          "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1),
                          "steady_sps": round(res.get("steady_sps", float("nan")), 1),
+                         "load": round(settled_mean(res["load"]["samples"]), 2),
+                         "contended": timing_issue(res) or "",
                          **{f"perf_{k}": round(v, 4) for k, v in res.get("perf", {}).items()}})
             print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS "
                   f"(steady state {res.get('steady_sps', float('nan')):,.0f})", flush=True)
@@ -162,11 +167,16 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for _, _, label in variants:
-        runs = ", ".join(f"{r['sps']:,.0f}" for r in rows if r["variant"] == label)
+        runs = ", ".join(f"{r['sps']:,.0f}" + (" †" if r["contended"] else "") for r in rows if r["variant"] == label)
         lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
                      f"{100 * medians[label] / ceiling:.0f}% | {steady[label]:,.0f} | "
                      f"{steady[label] / steady[sb3_label]:.2f}× | {100 * steady[label] / steady[ceiling_label]:.0f}% | "
                      f"{runs} |")
+    contended = [r for r in rows if r["contended"]]
+    lines += ["", f"† contended: {len(contended)} of the {len(rows)} measurements ran while other work loaded "
+              f"the machine ({RULE}; the CSV has each one's load); their SPS, and the medians and ratios that "
+              "include them, are not comparable. Rerun on an idle machine." if contended else
+              f"Every measurement had the machine to itself ({RULE}; the CSV has each one's load)."]
     lines += _perf_table(rows, cfg.batch_size)
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot_sps(medians, steady, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
@@ -247,7 +257,7 @@ def bench_returns(envs: list[str], preset: str, seeds: int, steps: int, jobs: in
         for env in envs:
             worker_config(lib, env, preset, steps, 1, 1)
     _require_sb3()
-    todo = [(lib, env, seed) for seed in range(1, seeds + 1) for env in envs for lib in libs]
+    todo = [(lib, env, seed) for seed in table_seeds(seeds) for env in envs for lib in libs]
     run_matrix(todo, preset, steps, jobs, _runs_dir(out, preset))
 
 
@@ -255,47 +265,60 @@ def _load_runs(runs: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
 
 
-def mean_std(values: list[float]) -> str:
-    """``mean ± std`` across seeds (population std), rounded to integers; ``—`` for none."""
-    if not values:
-        return "—"
-    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.0f} ± {sd:.0f}"
-
-
 def report_returns(preset: str, out: Path) -> None:
+    """``returns_<preset>.md`` and ``.csv``: the table takes the runs on table seeds (101+); while there are none
+    it shows the others, and says that they ran on screening seeds (:mod:`rlctl.bench.seeds`)."""
     checks.preset(preset)
-    runs = _load_runs(_runs_dir(out, preset))
-    if not runs:
+    loaded = _load_runs(_runs_dir(out, preset))
+    if not loaded:
         raise UserError(f"no finished runs under {_runs_dir(out, preset)}")
+    accepted = [r for r in loaded if refusal(r, preset) is None]
+    runs = accepted or loaded
     envs = sorted({r["env"] for r in runs})
     stem = f"returns_{preset}"
     with open(out / f"{stem}.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["lib", "env", "seed", "steps", "last100_train_return", "det_eval_mean", "wall_s", "sps"])
-        for r in runs:
+        writer.writerow(["lib", "env", "seed", "steps", "last100_train_return", "det_eval_mean", "wall_s", "sps",
+                         "set_aside", "timing_issue"])
+        for r in loaded:
             writer.writerow([r["lib"], r["env"], r["seed"], r["steps"], round(r["last100"], 2),
-                             round(r["eval_mean"], 2), round(r["wall_s"], 1), round(r["sps"], 1)])
+                             round(r["eval_mean"], 2), round(r["wall_s"], 1), round(r["sps"], 1),
+                             refusal(r, preset) or "", timing_issue(r) or ""])
     steps = max(r["steps"] for r in runs)
     budget = max(r.get("budget", r["steps"]) for r in runs)
+    n_seeds = len({r["seed"] for r in runs})
+    command = f"rlctl bench returns --envs {','.join(envs)} --preset {preset} --steps {budget} --seeds {n_seeds}"
     lines = [
         f"# Returns: rlctl vs Stable-Baselines3 (preset `{preset}`, identical hyperparameters)", "",
-        f"Command: `rlctl bench returns --envs {','.join(envs)} --preset {preset} --steps {budget} "
-        f"--seeds {max(r['seed'] for r in runs)}` (whole rollouts only: {steps:,} steps per run)  ",
+        f"Command: `{command}` (table seeds {span(table_seeds(n_seeds))}; whole rollouts only: {steps:,} steps per "
+        "run)  ",
         f"Machine: {_machine()}  ",
+    ]
+    if not accepted:
+        lines += ["", f"**Provisional: no run on table seeds is finished.** The rows show the runs on seeds "
+                  f"{span(r['seed'] for r in runs)}, which the rules count as screening seeds (results/README.md); "
+                  "the table is the command above.", ""]
+    elif len(accepted) < len(loaded):
+        lines += ["", f"Set aside, not in the table: {len(loaded) - len(accepted)} run(s) "
+                  f"({'; '.join(sorted({refusal(r, preset) or '' for r in loaded} - {''}))}).", ""]
+    lines += [
         "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark "
-        "metric) and the mean of a 10-episode deterministic evaluation with frozen normalization; "
-        "the table gives mean ± std across seeds. The SPS column is incidental (1 torch thread per run, two runs "
-        "in parallel on a shared machine); throughput is measured by `rlctl bench sps`.", "",
-        "| env | lib | seeds | last-100 train return | deterministic eval | SPS |", "|---|---|---:|---:|---:|---:|",
+        "metric) and the mean of a 10-episode deterministic evaluation with frozen normalization; per row, "
+        f"{SPREAD}. SPS: the mean over the runs that had the machine to themselves ({RULE}); `—` where none "
+        "did or the runs have no load record. Throughput is measured by `rlctl bench sps`.", "",
+        "| env | lib | n (seeds) | last-100 train return, mean ± sample std | deterministic eval, mean ± sample std "
+        "| SPS |", "|---|---|---:|---:|---:|---:|",
     ]
     for env in envs:
         for lib in LIBS:
             rs = [r for r in runs if r["env"] == env and r["lib"] == lib]
             if not rs:
                 continue
-            lines.append(f"| {env} | {lib} | {len(rs)} | {mean_std([r['last100'] for r in rs])} | "
-                         f"{mean_std([r['eval_mean'] for r in rs])} | {statistics.mean(r['sps'] for r in rs):,.0f} |")
+            timed = [r["sps"] for r in rs if timing_issue(r) is None]
+            sps = "—" if not timed else f"{statistics.mean(timed):,.0f}" + (
+                f" ({len(timed)} of {len(rs)})" if len(timed) < len(rs) else "")
+            lines.append(f"| {env} | {lib} | {len(rs)} ({span(r['seed'] for r in rs)}) | "
+                         f"{mean_std([r['last100'] for r in rs])} | {mean_std([r['eval_mean'] for r in rs])} | {sps} |")
         _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env.replace('/', '_')}.png", env, preset)
     lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env.replace('/', '_')}.png`" for env in envs)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")

@@ -1,19 +1,21 @@
 """``rlctl bench suite``: the MuJoCo v5 table — tasks × seeds with each task's preset, plus SB3 on some.
 
 Every run is a separate process (see :func:`rlctl.bench.matrix.run_matrix`: resumable, lock-claimed, so a
-bigger machine or a second invocation can share the work). The report, ``<out>/mujoco-v5.md``, gives
-per task the CleanRL/Open RL Benchmark metric (mean of the last 100 training episodes) and a
-deterministic 10-episode evaluation, mean ± std across seeds, wall time and SPS, the published
-anchors with their metric, version and seed count, and learning curves with seed bands. Across tasks
-it aggregates normalized scores with the interquartile mean and stratified-bootstrap 95% intervals
-(Agarwal et al. 2021, the method of the ``rliable`` library, implemented here in NumPy).
+bigger machine or a second invocation can share the work). The report, ``<out>/mujoco-v5.md``, gives per task
+the CleanRL/Open RL Benchmark metric (mean of the last 100 training episodes) and a deterministic 10-episode
+evaluation as mean ± sample std over seeds, wall time and SPS of the runs that had the machine to themselves,
+the published anchors with their metric, version and seed count, and learning curves with seed bands. Across
+tasks it aggregates normalized scores (one reference per task, of the table's own metric) with the
+interquartile mean and a stratified-bootstrap 95% interval (:mod:`rlctl.bench.stats`).
+
+The table and the preset screen never share a seed (:mod:`rlctl.bench.seeds`): the table trains seeds 101+,
+the screens (``--preset NAME``, and ``--screen`` for each task's own entry) seeds 1+, in their own
+``runs/suite-<name>/`` folders. The report sets aside any result from a screening seed or a screen, and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -21,34 +23,17 @@ from typing import Any
 import numpy as np
 
 from rlctl.bench import checks
+from rlctl.bench.anchors import ANCHORS, REFERENCE_SOURCE, REFERENCES, normalized_scores
+from rlctl.bench.load import RULE, timing_issue
+from rlctl.bench.seeds import SCREEN_SEEDS, is_table_seed, refusal, screen_seeds, span, table_seeds
+from rlctl.bench.stats import SPREAD, iqm, mean_std, permutation_p, stratified_bootstrap_ci
 from rlctl.errors import UserError
 
 MUJOCO_V5 = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5",
              "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5", "Pusher-v5"]
 TARGETS = {"HalfCheetah-v5": 5000, "Hopper-v5": 2500, "Walker2d-v5": 3500, "Ant-v5": 3000, "Humanoid-v5": 750}
-
-# Published PPO results near 1M steps (../shared/reference/anchors.md §1a), as (score, source). The
-# reference score normalizes each task for the aggregate: 1.0 = that published PPO result.
-ANCHORS: dict[str, list[tuple[float, str]]] = {
-    "HalfCheetah-v5": [(1668.58, "baselines ppo2, v1, 6 seeds, training return"),
-                       (1442.64, "CleanRL, v4, 3 seeds, last 100"), (5819.10, "SB3 zoo, v3, 1 seed, det. eval")],
-    "Hopper-v5": [(2316.16, "baselines ppo2, v1, 6 seeds, training return"),
-                  (2382.86, "CleanRL, v4, 3 seeds, last 100"), (2410.44, "SB3 zoo, v3, 1 seed, det. eval")],
-    "Walker2d-v5": [(3424.95, "baselines ppo2, v1, 6 seeds, training return"),
-                    (2287.95, "CleanRL, v4, 3 seeds, last 100"), (3478.80, "SB3 zoo, v3, 1 seed, det. eval")],
-    "Ant-v5": [(3258.4, "Tianshou, v3, 10 seeds, max of training"), (1327.16, "SB3 zoo, v3, 1 seed, det. eval")],
-    "Humanoid-v5": [(716.11, "CleanRL, v4, 3 seeds, last 100"), (787.1, "Tianshou, v3, 10 seeds, max of training")],
-    "Swimmer-v5": [(111.19, "baselines ppo2, v1, 6 seeds, training return"),
-                   (281.56, "SB3 zoo, v3, 1 seed, det. eval, gamma 0.9999")],
-    "InvertedPendulum-v5": [(809.43, "baselines ppo2, v1, 6 seeds, training return"),
-                            (963.09, "CleanRL, v4, 3 seeds, last 100")],
-    "InvertedDoublePendulum-v5": [(7102.91, "baselines ppo2, v1, 6 seeds, training return"),
-                                  (9231.3, "Tianshou, v2, 10 seeds, max of training")],
-    "Reacher-v5": [(-6.71, "baselines ppo2, v1, 6 seeds, training return"),
-                   (-4.1, "Tianshou, v2, 10 seeds, max of training")],
-    "Pusher-v5": [(-40.38, "CleanRL, v4, 3 seeds, last 100")],
-}
-
+ENTRY_SCREEN = "suite-entry"
+"""where ``--screen`` puts each task's own entry on screening seeds (the screen's "(task's entry)" rows)"""
 
 def run_cli(args: argparse.Namespace) -> int:
     from rlctl.bench.matrix import prepare_matrix, run_claimed
@@ -61,48 +46,77 @@ def run_cli(args: argparse.Namespace) -> int:
     if sb3_tasks:
         checks.env_ids(sb3_tasks, "--sb3-tasks")
     out = Path(args.out)
-    runs = out / "runs" / "suite"
+    is_screen = args.preset != "-" or args.screen
+    runs = out / "runs" / (ENTRY_SCREEN if is_screen else "suite")
     if args.preset != "-":  # a candidate's runs go to their own directory, named after it: no preset files
         checks.preset(args.preset, tasks, files=False)
         runs = out / "runs" / f"suite-{args.preset}"
-    todo = [(lib, env, seed) for seed in range(1, args.seeds + 1)
+    seeds = screen_seeds(args.seeds) if is_screen else table_seeds(args.seeds)
+    todo = [(lib, env, seed) for seed in seeds
             for env in tasks for lib in ("rlctl", "sb3") if lib == "rlctl" or env in sb3_tasks]
-    screens = sorted(d for d in (out / "runs").glob("suite-*") if d != runs) if args.preset == "-" else []
-    # Also with --report-only: results of an older preset are set aside and adopted screen runs taken in.
-    jobs = prepare_matrix(todo, args.preset, args.steps, runs, screens, set_aside=not args.report_only)
+    # The entry's screen may take the entry's earlier runs on screening seeds (same name, same config); the
+    # table reuses nothing, and refuses a result of its own that a screen made (copied in by hand).
+    reuse = [out / "runs" / "suite"] if args.screen and args.preset == "-" else []
+    if not is_screen and not args.report_only:
+        _refuse_screen_results(todo, runs)
+    # Also with --report-only: results of an older preset are set aside (moved to stale/).
+    jobs = prepare_matrix(todo, args.preset, args.steps, runs, reuse, set_aside=not args.report_only,
+                          parallel=args.jobs)
     if not args.report_only:
         if sb3_tasks:
             _require_sb3()
         run_claimed(jobs, args.jobs)
-    if args.preset == "-":  # a candidate's runs go to the screen only; the table's command line is its own
+    if not is_screen:  # a screen's runs go to the screen page only; the table's command line is its own
         report(out, out / "runs" / "suite", args)
     screen(out)
     return 0
 
 
+def _refuse_screen_results(todo: list[tuple[str, str, int]], runs: Path) -> None:
+    """Stop before training when a finished table result came from a screen: the run would be kept as it is."""
+    import json
+
+    for lib, env, seed in todo:
+        path = runs / f"{lib}__{env.replace('/', '_')}__s{seed}.json"
+        why = refusal(json.loads(path.read_text())) if path.exists() else None
+        if why:
+            raise UserError(f"{path} cannot stand in the table: {why}. The table trains its own runs on seeds "
+                            f"{span(table_seeds(1))}+; move the file out of {runs} and run the command again")
+
+
 def screen(out: Path) -> None:
-    """``mujoco-v5-screen.md``: per task, every preset that has rlctl runs (each task's own entry and the
-    candidates run with ``--preset``), best mean last-100 return first — the evidence for choosing presets."""
-    from rlctl.bench.sps import _load_runs, mean_std
+    """``mujoco-v5-screen.md``: per task, every preset that has rlctl runs on screening seeds (each task's own
+    entry and the candidates run with ``--preset``), best mean last-100 return first — the evidence for choosing
+    presets. Table seeds never enter it: the choice must not see them."""
+    from rlctl.bench.sps import _load_runs
     from rlctl.bench.worker import result_fingerprint
 
-    dirs = sorted((out / "runs").glob("suite-*"))
-    if not dirs:
+    dirs = sorted(d for d in (out / "runs").glob("suite-*") if d.name != ENTRY_SCREEN)
+    entry_dir = out / "runs" / ENTRY_SCREEN
+    if not dirs and not entry_dir.exists():
         return
     table = out / "runs" / "suite"
-    entry = _load_runs(table) if table.exists() else []
-    earlier = [r for r in entry if not is_current(r)]
-    earlier += _load_runs(table / "stale") if (table / "stale").exists() else []
-    found = {"(task's entry)": [r for r in entry if is_current(r)], "(an earlier entry)": earlier}
+    # the entry's runs on screening seeds: those the table held before issue 23, and the --screen ones
+    entry = {(r["lib"], r["env"], r["seed"]): r for r in (_load_runs(table) if table.exists() else [])
+             if not is_table_seed(r["seed"])}
+    entry.update({(r["lib"], r["env"], r["seed"]): r for r in (_load_runs(entry_dir) if entry_dir.exists() else [])})
+    earlier = [r for r in entry.values() if not is_current(r)]
+    earlier += [r for r in (_load_runs(table / "stale") if (table / "stale").exists() else [])
+                if not is_table_seed(r["seed"])]
+    found = {"(task's entry)": [r for r in entry.values() if is_current(r)], "(an earlier entry)": earlier}
     for d in dirs:
         name = d.name.removeprefix("suite-")
-        found[name] = [r for r in _load_runs(d) if is_current(r, name)]
+        found[name] = [r for r in _load_runs(d) if is_current(r, name) and not is_table_seed(r["seed"])]
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for rs in found.values() for r in rs)]
     lines = ["# MuJoCo v5 preset screen", "",
-             "Each task's own preset entry against candidate presets (`rlctl bench suite --preset NAME`), rlctl "
-             "only, at the same budget. Per-task presets are chosen from this table (see README, *Benchmarks*). "
-             "Metric: mean ± std across seeds of the last-100 training return; `det. eval` as in mujoco-v5.md.", "",
-             "| task | preset | seeds | steps | last-100 return | det. eval | fingerprint |",
+             "Each task's own preset entry (`rlctl bench suite --screen`) against candidate presets (`rlctl bench "
+             "suite --preset NAME`), rlctl only, at the same budget, on screening seeds "
+             f"({SCREEN_SEEDS[0]}–{SCREEN_SEEDS[-1]}; the table's seeds, {table_seeds(1)[0]}+, never enter this page). "
+             "Per-task presets are chosen from this table (see README, *Benchmarks*). "
+             f"Metric: the last-100 training return and `det. eval` as in mujoco-v5.md, {SPREAD} (the mean alone "
+             "for one seed).", "",
+             "| task | preset | n (seeds) | steps | last-100 return, mean ± sample std | "
+             "det. eval, mean ± sample std | fingerprint |",
              "|---|---|---:|---:|---:|---:|---|"]
     for task in tasks:
         rows = []
@@ -113,10 +127,15 @@ def screen(out: Path) -> None:
                 prints = sorted({result_fingerprint(r) or "?" for r in same})
                 rows.append((statistics.mean(r["last100"] for r in same), name, same, budget, prints))
         for _, name, same, budget, prints in sorted(rows, key=lambda row: -row[0]):
-            lines.append(f"| {task} | {name} | {len(same)} | {budget:,} | {mean_std([r['last100'] for r in same])} | "
-                         f"{mean_std([r['eval_mean'] for r in same])} | {', '.join(prints)} |")
+            lines.append(f"| {task} | {name} | {_n_seeds(same)} | {budget:,} | "
+                         f"{mean_std([r['last100'] for r in same])} | {mean_std([r['eval_mean'] for r in same])} | "
+                         f"{', '.join(prints)} |")
     (out / "mujoco-v5-screen.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _n_seeds(runs: list[dict[str, Any]]) -> str:
+    return f"{len(runs)} ({span(r['seed'] for r in runs)})"
 
 
 def is_current(run: dict[str, Any], preset: str = "-") -> bool:
@@ -128,70 +147,6 @@ def is_current(run: dict[str, Any], preset: str = "-") -> bool:
         return True
     cfg, _ = worker_config(run["lib"], run["env"], preset, run["budget"], run["seed"], 1)
     return found == fingerprint(cfg)
-
-
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (robust to outlier runs, unlike the mean)."""
-    x = np.sort(np.asarray(scores, dtype=float).reshape(-1))
-    n = len(x)
-    cut = n // 4
-    return float(x[cut:n - cut].mean()) if n - 2 * cut > 0 else float(x.mean())
-
-
-def stratified_bootstrap_ci(per_task: list[np.ndarray], reps: int, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the IQM when each task's runs are resampled with replacement, task by task."""
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(reps):
-        sample = [runs[rng.integers(0, len(runs), len(runs))] for runs in per_task]
-        stats.append(iqm(np.concatenate(sample)))
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def permutation_p(a: list[float], b: list[float], max_exact: int = 20_000, samples: int = 20_000,
-                  seed: int = 0) -> float:
-    """Two-sided p-value of the difference of means of ``a`` and ``b`` under a permutation test.
-
-    The null hypothesis is that the seed's library label does not matter. The test makes no normality
-    assumption, which suits 5 seeds of a bimodal task. It is exact (every relabelling) when there are at most
-    ``max_exact`` of them; otherwise it draws ``samples`` seeded random ones.
-    """
-    x = np.asarray(list(a) + list(b), dtype=float)
-    n, k = len(x), len(a)
-    if k == 0 or k == n:
-        raise ValueError("both groups need at least one value")
-    observed = abs(float(np.mean(a)) - float(np.mean(b)))
-    total = x.sum()
-
-    def gap(idx: np.ndarray) -> np.ndarray:  # |mean of the a-labelled − mean of the rest|, per relabelling
-        first = x[idx].sum(axis=-1)
-        return np.abs(first / k - (total - first) / (n - k))
-
-    if math.comb(n, k) <= max_exact:
-        idx = np.array(list(itertools.combinations(range(n), k)))
-    else:
-        rng = np.random.default_rng(seed)
-        idx = np.argsort(rng.random((samples, n)), axis=1)[:, :k]
-    return float(np.mean(gap(idx) >= observed - 1e-9 * max(1.0, observed)))
-
-
-def _random_score(env_id: str, episodes: int = 10) -> float:
-    """Mean return of uniform random actions (the 0 of the normalized score), seeded."""
-    from rlctl.envs.make import make_env
-
-    env = make_env(env_id)
-    env.action_space.seed(0)
-    total = 0.0
-    for i in range(episodes):
-        env.reset(seed=i)
-        done = False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(reward)
-            done = terminated or truncated
-    env.close()
-    return total / episodes
 
 
 def _sb3_unmatched(tasks: list[str]) -> dict[str, list[str]]:
@@ -222,67 +177,129 @@ def _versus_sb3(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
             + "; ".join(parts) + ". Above 0.05, these seeds do not show a difference at the usual 5% level."]
 
 
-def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
-    from rlctl.bench.sps import _load_runs, _machine, _plot_returns, mean_std
+def _aside_summary(aside: list[tuple[dict[str, Any], str]]) -> str:
+    """The set-aside results, grouped by why (:func:`rlctl.bench.seeds.refusal`)."""
+    parts = []
+    seeds = [r["seed"] for r, _ in aside if not is_table_seed(r["seed"])]
+    if seeds:
+        parts.append(f"{len(seeds)} ran on screening seeds ({span(seeds)}; screens and tuning use "
+                     f"{SCREEN_SEEDS[0]}–{SCREEN_SEEDS[-1]}, tables {table_seeds(1)[0]}+)")
+    reused = [r for r, _ in aside if r.get("reused_from")]
+    if reused:
+        parts.append(f"{len(reused)} are screen runs that the table had adopted (`reused_from`: "
+                     + ", ".join(f"{r['env']} seed {r['seed']}" for r in reused) + ")")
+    screened = [r for r, _ in aside if r.get("preset", "-") != "-" and not r.get("reused_from")]
+    if screened:
+        parts.append(f"{len(screened)} were trained by a screen's candidate preset")
+    return "; ".join(parts)
 
-    runs = _load_runs(runs_dir) if runs_dir.exists() else []
-    current = [r for r in runs if is_current(r)]
-    stale = len(runs) - len(current)
-    runs = current
-    if not runs:
+
+def _timing_cells(rs: list[dict[str, Any]]) -> str:
+    """Mean wall minutes and SPS over the runs whose timing counts (:func:`rlctl.bench.load.timing_issue`)."""
+    ok = [r for r in rs if timing_issue(r) is None]
+    if not ok:
+        return "— | —"
+    of = "" if len(ok) == len(rs) else f" ({len(ok)} of {len(rs)})"
+    return (f"{statistics.mean(r['wall_s'] for r in ok) / 60:.1f}{of} | "
+            f"{statistics.mean(r['sps'] for r in ok):,.0f}{of}")
+
+
+def _timing_note(runs: list[dict[str, Any]]) -> str:
+    issues = [timing_issue(r) for r in runs]
+    unrecorded = sum(i == "no load record" for i in issues)
+    contended = sum(i is not None for i in issues) - unrecorded
+    left = [f"{unrecorded} run(s) with no load record (trained before the bench kept one, so nothing shows that "
+            "they had the machine to themselves)"] if unrecorded else []
+    left += [f"{contended} contended run(s)"] if contended else []
+    return ("Wall time and SPS are means over the runs that had the machine to themselves (each run records the "
+            f"load average while it trains; {RULE}). " +
+            (f"Left out: {' and '.join(left)}; `—` where a row has no run left." if left else
+             "No run was left out."))
+
+
+def report(out: Path, runs_dir: Path, args: argparse.Namespace) -> None:
+    """``mujoco-v5.md`` and the learning curves, from the finished results in ``runs_dir``.
+
+    The table takes only results that may stand in one (:func:`rlctl.bench.seeds.refusal`). While none is
+    finished, it shows the set-aside ones instead, under a heading that says they are not a result.
+    """
+    from rlctl.bench.sps import _load_runs, _machine, _plot_returns
+
+    loaded = _load_runs(runs_dir) if runs_dir.exists() else []
+    current = [r for r in loaded if is_current(r)]
+    stale = len(loaded) - len(current)
+    if not current:
         raise UserError(f"no finished runs of the current presets under {runs_dir}")
+    aside = [(r, why) for r in current if (why := refusal(r))]
+    accepted = [r for r in current if refusal(r) is None]
+    provisional = not accepted
+    runs = accepted or [r for r, _ in aside]
     tasks = [t for t in MUJOCO_V5 if any(r["env"] == t for r in runs)]
     tasks += sorted({r["env"] for r in runs} - set(tasks))
     steps = max(r["budget"] for r in runs)
     unmatched = _sb3_unmatched(sorted({r["env"] for r in runs if r["lib"] == "sb3"}))
-    lines = [
-        "# MuJoCo v5: rlctl PPO with each task's preset", "",
-        f"Command: `rlctl bench suite --tasks {args.tasks} --seeds {args.seeds} --steps {args.steps} "
-        f"--sb3-tasks {args.sb3_tasks!r} --jobs {args.jobs}`  ",
-        f"Machine: {_machine()}  ",
+    planned_tasks = [t for t in args.tasks.split(",") if t]
+    planned = args.seeds * (len(planned_tasks) + len([t for t in args.sb3_tasks.split(",") if t]))
+    seeds = span(table_seeds(args.seeds))
+    command = (f"rlctl bench suite --tasks {args.tasks} --seeds {args.seeds} --steps {args.steps} "
+               f"--sb3-tasks {args.sb3_tasks!r} --jobs {args.jobs}")
+    lines = ["# MuJoCo v5: rlctl PPO with each task's preset", "",
+             f"Command: `{command}` (table seeds {seeds})  ", f"Machine: {_machine()}  "]
+    if provisional:
+        lines += ["", f"**Not a benchmark result: none of the {planned} table runs (seeds {seeds}) is finished.** "
+                  f"The rows below are the {len(runs)} runs that the rules for tables set aside (results/README.md), "
+                  f"shown for reference only: {_aside_summary(aside)}. A screen picked each task's preset on these "
+                  "seeds, so the rows carry its selection. The table is the command above, which trains every run "
+                  "on table seeds and reuses none (resumable).", ""]
+    lines += [
         "Metric: per run, the mean raw return of the last 100 training episodes (CleanRL / Open RL Benchmark) "
-        "and of a 10-episode deterministic evaluation with frozen normalization; mean ± std across seeds. Each "
-        "task trains with its entry in `rlctl/presets/ppo.yaml` (chosen by the screen in mujoco-v5-screen.md); "
+        f"and of a 10-episode deterministic evaluation with frozen normalization; per row, {SPREAD} (the seeds "
+        "column). Each task trains with its entry in `rlctl/presets/ppo.yaml` (chosen by the screen in "
+        "mujoco-v5-screen.md, on screening seeds); "
         f"SB3 runs the same settings{' (where its PPO has them: see below the table)' if unmatched else ''} at "
         "the same budget. The anchors are published PPO results: mind their "
         "metric, version and seed count before comparing.", "",
-        "| task | lib | seeds | last-100 return | det. eval | target | wall (min) | SPS | published anchors |",
+        "| task | lib | n (seeds) | last-100 return, mean ± sample std | det. eval, mean ± sample std | target | "
+        "wall (min) | SPS | published anchors |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    normalized: list[np.ndarray] = []
     for task in tasks:
         anchors = "; ".join(f"{score:g} ({src})" for score, src in ANCHORS.get(task, []))
         for lib in ("rlctl", "sb3"):
             rs = [r for r in runs if r["env"] == task and r["lib"] == lib]
             if not rs:
                 continue
-            target = TARGETS.get(task)
+            target = TARGETS.get(task) if lib == "rlctl" else None
+            mean = statistics.mean(r["last100"] for r in rs)
+            verdict = "" if target is None or provisional else (": met" if mean >= target else ": missed")
             lines.append(
-                f"| {task} | {lib} | {len(rs)} | {mean_std([r['last100'] for r in rs])} | "
-                f"{mean_std([r['eval_mean'] for r in rs])} | {target if target and lib == 'rlctl' else ''} | "
-                f"{statistics.mean(r['wall_s'] for r in rs) / 60:.1f} | {statistics.mean(r['sps'] for r in rs):,.0f} | "
+                f"| {task} | {lib} | {_n_seeds(rs)} | {mean_std([r['last100'] for r in rs])} | "
+                f"{mean_std([r['eval_mean'] for r in rs])} | {target or ''}{verdict} | {_timing_cells(rs)} | "
                 f"{anchors if lib == 'rlctl' else ''} |")
-        rl = [r["last100"] for r in runs if r["env"] == task and r["lib"] == "rlctl"]
-        if rl and task in ANCHORS:
-            low, ref = _random_score(task), ANCHORS[task][0][0]
-            normalized.append((np.array(rl) - low) / (ref - low))
         _plot_returns([r for r in runs if r["env"] == task], out / f"mujoco-v5_{task}.png", task, "per-task preset")
+    lines += ["", _timing_note(runs)]
     lines += _versus_sb3(runs, tasks)
     if unmatched:
         lines += ["", "SB3 has no equivalent for some preset settings, so its runs do without them: " +
                   "; ".join(f"{task}: {', '.join(items)}" for task, items in unmatched.items()) + "."]
+    normalized = normalized_scores(runs, tasks)
     if normalized:
-        low, high = stratified_bootstrap_ci(normalized, args.bootstrap)
-        lines += ["", f"Aggregate over {len(normalized)} tasks: IQM of the normalized last-100 score "
-                  f"**{iqm(np.concatenate(normalized)):.2f}** (95% stratified-bootstrap CI [{low:.2f}, {high:.2f}], "
-                  f"{args.bootstrap} resamples). Normalized score = (score − random) / (anchor − random), with the "
-                  "first anchor listed for the task as 1.0 and uniform random actions (10 seeded episodes) as 0."]
+        low, high = stratified_bootstrap_ci([x for x, _ in normalized.values()], args.bootstrap)
+        score = iqm(np.concatenate([x for x, _ in normalized.values()]))
+        refs = "; ".join(f"{task} {REFERENCES[task]:g} (random {rnd:.1f})" for task, (_, rnd) in normalized.items())
+        left = [t for t in tasks if t not in normalized and any(r["lib"] == "rlctl" and r["env"] == t for r in runs)]
+        lines += ["", f"Aggregate over {len(normalized)} task(s): IQM of the normalized last-100 return "
+                  f"**{score:.2f}** (95% stratified-bootstrap interval [{low:.2f}, {high:.2f}], {args.bootstrap} "
+                  "resamples of each task's runs). Normalized = (last-100 return − random) / (reference − random): "
+                  "0 = uniform random actions (10 seeded episodes), 1 = one reference per task, all from one source "
+                  f"of the same metric: {REFERENCE_SOURCE}. References: {refs}."
+                  + (f" Left out for want of a reference of that metric: {', '.join(left)}." if left else "")]
+    if aside and not provisional:
+        lines += ["", f"Set aside, not in the table ({len(aside)} results): {_aside_summary(aside)}."]
     if stale:
         lines += ["", f"{stale} finished run(s) trained with an older preset are left out (moved to "
                   f"`{runs_dir}/stale/` by the next run of the matrix)."]
-    planned_tasks = [t for t in args.tasks.split(",") if t]
-    planned = args.seeds * (len(planned_tasks) + len([t for t in args.sb3_tasks.split(",") if t]))
-    if len(runs) < planned:
+    if not provisional and len(runs) < planned:
         lines += ["", f"**Incomplete: {len(runs)} of the {planned} planned runs are finished** "
                   "(the matrix is resumable: run the command again to add the rest)."]
     lines += ["", f"Budget: {steps:,} steps per run. Learning curves: `mujoco-v5_<task>.png`."]

@@ -7,7 +7,10 @@
 3. Write ``uav.md`` (tables), learning curves and a flight strip (PNG) to ``--out``.
 
 Run directories (checkpoints, TensorBoard) go to ``runs/bench-uav/``; the per-run summaries that the
-report is built from go to ``<out>/runs/uav/``.
+report is built from go to ``<out>/runs/uav/``. Seeds start at 101, apart from the seeds screens and tuning use
+(:mod:`rlctl.bench.seeds`); rows whose seeds are screening seeds are reported as provisional. Each training
+run's summary keeps the load average while it trained (:mod:`rlctl.bench.load`), and the wall time reported
+is that of the runs that had the machine to themselves.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.bench import checks
+from rlctl.bench.load import RULE, timing_issue
+from rlctl.bench.seeds import SCREEN_SEEDS, is_table_seed, span, table_seeds
 from rlctl.errors import UserError
 
 TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0", "gates": "rlctl/QuadGates-v0"}
@@ -45,7 +50,7 @@ def run_cli(args: argparse.Namespace) -> int:
     summaries = out / "runs" / "uav"
     summaries.mkdir(parents=True, exist_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
-    todo = [(task, ts, seed) for task in tasks for seed in range(1, args.seeds + 1) for ts in train_sets]
+    todo = [(task, ts, seed) for task in tasks for seed in table_seeds(args.seeds) for ts in train_sets]
     if args.report_only:
         report(out, summaries, runs, args)
         return 0
@@ -87,8 +92,10 @@ def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
+    from rlctl.bench.load import run_processes
     from rlctl.bench.matrix import ClaimedJob, run_claimed
     from rlctl.checkpoint import atomic_write_text
+    from rlctl.config import resolve_config
 
     claimed = []
     for task, train_set, seed in todo:
@@ -105,10 +112,12 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--run-dir", str(runs / name),
                "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
 
-        def record(wall_s: float, done: Path = done, budget: int = budget) -> None:
-            atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget}))
+        def record(wall_s: float, load: dict[str, Any], done: Path = done, budget: int = budget) -> None:
+            atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget, "load": load}))
 
-        claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record))
+        run = resolve_config(TASKS[task], set_items=sets)[0].run
+        claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record,
+                                  run_processes(run.sampler, run.num_workers, run.torch_threads)))
     run_claimed(claimed, jobs)
 
 
@@ -178,10 +187,23 @@ def _no_crash(summary: dict[str, Any]) -> float:
 
 
 def _cell(rates: list[float]) -> str:
-    if not rates:
-        return "—"
-    sd = statistics.pstdev(rates) if len(rates) > 1 else 0.0
-    return f"{statistics.mean(rates):.2f} ± {sd:.2f}"
+    """Mean ± sample std (ddof = 1) over seeds, as every bench table (:func:`rlctl.bench.stats.mean_std`)."""
+    from rlctl.bench.stats import mean_std
+
+    return mean_std(rates, digits=2)
+
+
+def _seed(path: Path) -> int:
+    """The seed in a summary's name, ``hover__randomized__s101.eval.json`` → 101."""
+    return int(path.name.split(".")[0].rpartition("__s")[2])
+
+
+def _row_files(summaries: Path, task: str, train_set: str) -> tuple[list[Path], bool]:
+    """A row's evaluation files: those of table seeds, or, while there are none, those of screening seeds (then
+    the row is provisional: True)."""
+    files = sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"), key=_seed)
+    table = [f for f in files if is_table_seed(_seed(f))]
+    return (table, False) if table else (files, bool(files))
 
 
 def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> None:
@@ -214,19 +236,27 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         f"always {steps(held.obs_delay)} steps observation and {steps(held.action_delay)} steps action delay "
         "(a proxy for the real vehicle; a control step is 1/48 s). Success: held within 0.1 m and 0.2 m/s of the "
         "final target for one "
-        "second, and no crash. PPO cells: mean ± std over seeds of each seed's success rate, and for held-out ÷ "
-        "nominal a 95% bootstrap interval of that mean (seeds resampled, and each seed's successes redrawn from "
-        "its episodes); PID: one controller, with the Wilson 95% interval.  ",
-        f"Interface (the presets' env kwargs; PPO and PID fly the same one): {interface}.", "",
+        "second, and no crash. PPO cells: mean ± sample std (ddof = 1) over seeds of each seed's success rate "
+        "(seeds column: n and which), and for held-out ÷ nominal a 95% bootstrap interval of that mean (seeds "
+        "resampled, and each seed's successes redrawn from its episodes); PID: one controller, with the Wilson "
+        "95% interval.  ",
+        f"Interface (the presets' env kwargs; PPO and PID fly the same one): {interface}.  ", "",
     ]
+    note_at = len(lines) - 1  # where the provisional note goes, once the rows are known
+    provisional: set[tuple[str, str]] = set()  # (task, training set) rows shown on screening seeds
+    provisional_seeds: dict[str, int] = {}
     for task in TASKS:
         pid_path = summaries / f"{task}__pid.eval.json"
         if not pid_path.exists():
             continue
         pid = json.loads(pid_path.read_text())["results"]["pid"]
-        evals_by_set = {train_set: [json.loads(p.read_text())["results"]["policy"]
-                                    for p in sorted(summaries.glob(f"{task}__{train_set}__s*.eval.json"))]
-                        for train_set in ("nominal", "randomized")}
+        files = {train_set: _row_files(summaries, task, train_set) for train_set in ("nominal", "randomized")}
+        evals_by_set = {train_set: [json.loads(p.read_text())["results"]["policy"] for p in paths]
+                        for train_set, (paths, _) in files.items()}
+        seeds_of = {train_set: [_seed(p) for p in paths] for train_set, (paths, _) in files.items()}
+        provisional |= {(task, ts) for ts, (_, flag) in files.items() if flag and evals_by_set[ts]}
+        if any(t == task for t, _ in provisional):
+            provisional_seeds[task] = max(len(paths) for paths, _ in files.values())
         counts = _set_episodes([pid, *(e for evals in evals_by_set.values() for e in evals)])
         episodes = f"{min(counts)}" if len(counts) == 1 else f"{min(counts)}–{max(counts)}"
         lines += [f"## {task} (`{TASKS[task]}`)", "", f"Each controller flies {episodes} episodes of each set.", "",
@@ -255,7 +285,9 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
                     fail_total[k] = fail_total.get(k, 0) + v
             fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
             interval = " [{:.2f}, {:.2f}]".format(*gap_interval(evals)) if len(gaps) > 1 else ""
-            lines.append(f"| PPO | {train_set} | {len(evals)} | {_cell(rates['nominal'])} | "
+            mark = " ‡" if (task, train_set) in provisional else ""
+            lines.append(f"| PPO | {train_set} | {len(evals)} ({span(seeds_of[train_set])}){mark} | "
+                         f"{_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
                          f"{statistics.mean(times):.2f} | {fails} |")
         lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
@@ -270,12 +302,29 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
         lines.append("")
     strip = _flight_strip(runs, out / "uav_hover_flight.png")
+    if not strip and (out / "uav_hover_flight.png").exists() and (out / "uav.md").exists():
+        # no training runs here: the plot stays as the last rebuild that had them drew it, and so does its caption
+        strip = next((line.removeprefix("Flight: ") for line in (out / "uav.md").read_text().splitlines()
+                      if line.startswith("Flight: ")), "")
     if strip:
         lines += ["Flight: " + strip, ""]
-    walls = [json.loads(p.read_text())["wall_s"] for p in summaries.glob("*.train.json")]
+    trained = [json.loads(p.read_text()) for p in summaries.glob("*.train.json")]
+    walls = [t["wall_s"] for t in trained if timing_issue(t) is None]
     if walls:
-        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average, two runs "
-                     "in parallel on the machine above.")
+        lines.append(f"Training wall time per run: {statistics.mean(walls) / 60:.1f} min on average over the "
+                     f"{len(walls)} of {len(trained)} runs that had the machine to themselves ({args.jobs} in "
+                     f"parallel on the machine above; {RULE}).")
+    elif trained:
+        lines.append(f"Training wall time: not reported. None of the {len(trained)} runs has a load record showing "
+                     f"that it had the machine to itself ({RULE}).")
+    if provisional:
+        lines.insert(note_at, (
+            f"**Provisional rows (‡): no run on table seeds ({table_seeds(1)[0]}+) is finished for them**, so they "
+            f"show runs on screening seeds ({SCREEN_SEEDS[0]}–{SCREEN_SEEDS[-1]}), which screens and development "
+            "runs also used (results/README.md). The table: "
+            + ", then ".join(f"`rlctl bench uav --tasks {task} --seeds {n} --jobs {args.jobs}`"
+                             for task, n in sorted(provisional_seeds.items()))
+            + f" (seeds from {table_seeds(1)[0]}; resumable).  "))
     (out / "uav.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -291,6 +340,8 @@ def _matrix_summary(summaries: Path) -> list[str]:
 
 
 def _plot_curves(task: str, runs: Path, path: Path) -> None:
+    """Training success curves of the runs in ``runs``; without any (the runs are not kept with the results),
+    ``path`` is left as the last rebuild that had them drew it, rather than blanked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -299,16 +350,22 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
 
     from rlctl.logger import read_metrics
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for train_set, color in (("nominal", "tab:blue"), ("randomized", "tab:orange")):
-        curves = []
-        for run in sorted(runs.glob(f"{task}__{train_set}__s*")):
+    found: dict[str, list[np.ndarray]] = {}
+    for train_set in ("nominal", "randomized"):
+        curves = found.setdefault(train_set, [])
+        dirs = [d for d in runs.glob(f"{task}__{train_set}__s*") if d.is_dir()]
+        for run in sorted([d for d in dirs if is_table_seed(_seed(d))] or dirs):  # the table's seeds, as its rows
             if not (run / "metrics.jsonl").exists():
                 continue
             pts = [(r["step"], r["value"]) for r in read_metrics(run / "metrics.jsonl")
                    if r["tag"] == "charts/success_rate"]
             if len(pts) > 1:
                 curves.append(np.array(pts, dtype=float))
+    if not any(found.values()):
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for train_set, color in (("nominal", "tab:blue"), ("randomized", "tab:orange")):
+        curves = found[train_set]
         if not curves:
             continue
         grid = np.linspace(0, min(c[-1, 0] for c in curves), 60)
@@ -328,10 +385,13 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
 
 
 def _flight_strip(runs: Path, path: Path) -> str:
-    """Frames of one nominal hover episode flown by seed 1's policy, plus its position vs the PID's."""
-    run = runs / _name("hover", "randomized", 1)
-    if not (run / "checkpoint.pt").exists():
+    """Frames of one nominal hover episode flown by the first seed's policy (a table seed where there is one),
+    plus its position vs the PID's; "" without a checkpoint."""
+    kept = sorted((d for d in runs.glob("hover__randomized__s*") if (d / "checkpoint.pt").exists()),
+                  key=lambda d: (not is_table_seed(_seed(d)), _seed(d)))
+    if not kept:
         return ""
+    run, seed = kept[0], _seed(kept[0])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,4 +445,4 @@ def _flight_strip(runs: Path, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-    return f"`{path.name}` (PPO trained on randomized, seed 1, nominal episode seed {EVAL_SEED}; PID dashed)"
+    return f"`{path.name}` (PPO trained on randomized, seed {seed}, nominal episode seed {EVAL_SEED}; PID dashed)"

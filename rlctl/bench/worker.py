@@ -10,6 +10,9 @@ Usage: ``python -m rlctl.bench.worker LIB ENV PRESET STEPS SEED THREADS OUT.json
 (random actions through the same vector env, no learning); ``+bf16`` and ``+envpool`` suffixes add a bf16 CNN
 encoder and EnvPool stepping (``rlctl-overlap+bf16+envpool``, ``ceiling+envpool``). ``--eval-episodes`` sets the
 deterministic evaluation after training (default 10; ``bench sps`` passes 0, as throughput runs need none).
+``--parallel N`` says how many runs of the same bench run at once (a matrix's ``--jobs``): with the run's own
+threads and sampler processes, that is the load the result's ``load`` record counts as its own
+(:mod:`rlctl.bench.load`, which decides whether the run's wall time and SPS are comparable).
 """
 
 from __future__ import annotations
@@ -254,9 +257,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("set_items", nargs="*", metavar="KEY=VALUE", help="config overrides, as rlctl's --set")
     p.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES,
                    help=f"deterministic evaluation episodes after training (default {EVAL_EPISODES}; 0 skips it)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs of the same bench running at once (its --jobs), counted as this run's own load")
     args = p.parse_intermixed_args(argv)
     if args.eval_episodes < 0:
         p.error(f"--eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.parallel < 1:
+        p.error(f"--parallel must be >= 1, got {args.parallel}")
     return args
 
 
@@ -268,10 +275,16 @@ def main(argv: list[str]) -> int:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    from rlctl.bench.load import LoadMonitor, run_processes
+
     runner = run_sb3 if lib == "sb3" else run_ceiling if lib == "ceiling" else run_rlctl
+    sampler = cfg.run.sampler if runner is run_rlctl else "inline"  # SB3 and the ceiling step in this process
+    monitor = LoadMonitor(args.parallel * run_processes(sampler, cfg.run.num_workers, torch.get_num_threads()))
+    monitor.start_thread()
     res = runner(cfg, args.eval_episodes)
     res.update({"lib": lib, "env": args.env, "preset": args.preset, "seed": args.seed, "budget": args.steps,
-                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"], "config": to_dict(cfg)})
+                "threads": torch.get_num_threads(), "sps": res["steps"] / res["wall_s"], "config": to_dict(cfg),
+                "load": monitor.stop()})
     returns = [r for _, r in res["episodes"]]
     res["last100"] = float(np.mean(returns[-100:])) if returns else float("nan")
     res["eval_mean"] = float(np.mean(res["eval"])) if res["eval"] else float("nan")

@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "stepped by EnvPool (env.vectorization=envpool)")
     p.add_argument("--num-workers", type=int, help="sampler workers for process/ray (run.num_workers)")
     p.add_argument("--ray-address", help="Ray cluster to join, HOST:6379 (run.ray_address); default: local")
+    p.add_argument("--baseline-policy", metavar="SPEC",
+                   help="a working controller that acts first and hands over to the learned policy: controller:NAME "
+                        "(pid, ik, push, energy), a run directory, or sb3:PATH.zip (arbiter.baseline)")
+    p.add_argument("--arbiter", choices=("prob", "calf", "jsrl", "residual"),
+                   help="who acts at each step with --baseline-policy (arbiter.mode; default prob)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set ppo.gamma=0.98 --set policy.hidden_sizes=[256,256]")
     p.add_argument("--run-dir", help="where to write the run (default runs/<env>/ppo_s<seed>_<time>)")
@@ -68,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="RUN|CKPT", nargs="?", help="a run directory or a checkpoint file")
     p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
     p.add_argument("--deterministic", action="store_true", help="act with the policy's mode instead of sampling")
+    p.add_argument("--mixture", action="store_true",
+                   help="a run trained with --baseline-policy: evaluate its baseline and learner under the run's "
+                        "arbitration (default: the learner alone)")
+    p.add_argument("--share", type=float, help="with --mixture: the learner's share p (default: where training ended)")
     p.add_argument("--env-set", metavar="SETS",
                    help="sim-to-real protocol on these sets, e.g. nominal,randomized,held-out (rlctl/Quad* envs): "
                         "success rate with 95%% CI, time to goal, failure causes; deterministic policy")
@@ -95,12 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     from rlctl.cli.bench import add_parser as add_bench
     from rlctl.cli.export import add_parser as add_export
     from rlctl.cli.plot import add_parser as add_plot
+    from rlctl.cli.refine import add_parser as add_refine
     from rlctl.cli.tune import add_parser as add_tune
+    from rlctl.cli.variance import add_parser as add_variance
 
     add_bench(sub)
     add_plot(sub)
     add_tune(sub)
     add_export(sub)
+    add_refine(sub)
+    add_variance(sub)
     return parser
 
 

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
     r.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5", help="comma-separated env ids")
     r.add_argument("--preset", default="default", help="shared hyperparameters (default 'default')")
-    r.add_argument("--seeds", type=int, default=3, help="seeds per (lib, env) (default 3)")
+    r.add_argument("--seeds", type=int, default=3, help="seeds per (lib, env), from 101 (default 3: 101-103)")
     r.add_argument("--steps", type=int, default=1_000_000, help="budget per run (default 1M)")
     r.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
     r.add_argument("--libs", default="rlctl,sb3",
@@ -83,14 +83,19 @@ def run_cli(args: argparse.Namespace) -> int:
 def _add_suite(bsub: Any) -> None:
     s = bsub.add_parser("suite", help="the MuJoCo v5 table: tasks × seeds, each task's preset, SB3 alongside")
     s.add_argument("--tasks", default=",".join(MUJOCO_V5), help="comma-separated env ids (default: 10 MuJoCo v5)")
-    s.add_argument("--seeds", type=int, default=5, help="seeds per task (default 5)")
+    s.add_argument("--seeds", type=int, default=5,
+                   help="seeds per task: the table's from 101 (default 5: 101-105); a screen's from 1")
     s.add_argument("--steps", type=int, default=1_000_000, help="budget per run (default 1M)")
-    s.add_argument("--sb3-tasks", default="HalfCheetah-v5,Hopper-v5",
-                   help="tasks SB3 also runs, with the same preset and budget ('' for none)")
+    s.add_argument("--sb3-tasks", default="HalfCheetah-v5,Hopper-v5,Walker2d-v5",
+                   help="tasks SB3 also runs, with the same preset and budget (default HalfCheetah-v5, Hopper-v5 and "
+                        "Walker2d-v5; '' for none)")
     s.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1; each uses 1 thread)")
     s.add_argument("--preset", default="-",
                    help="a candidate preset for every task instead of each task's own entry: its runs go to "
-                        "runs/suite-<preset>/ and into the preset screen (mujoco-v5-screen.md), not the table")
+                        "runs/suite-<preset>/ and into the preset screen (mujoco-v5-screen.md), not the table; "
+                        "screens run on seeds from 1, the table from 101, so no table seed is ever screened")
+    s.add_argument("--screen", action="store_true",
+                   help="screen each task's own entry: screening seeds from 1, runs/suite-entry/, the screen page")
     s.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the IQM interval")
     s.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     s.add_argument("--out", default="results", help="output directory (default results/)")
@@ -100,7 +105,8 @@ def _add_uav(bsub: Any) -> None:
     u = bsub.add_parser("uav", help="PPO vs PID on the quadrotor tasks, with the sim-to-real gap")
     u.add_argument("--tasks", default="hover,waypoint", help=f"comma-separated, from {','.join(TASKS)}")
     u.add_argument("--train-sets", default="nominal,randomized", help="training env sets (nominal, randomized)")
-    u.add_argument("--seeds", type=int, default=3, help="seeds per (task, training set) (default 3)")
+    u.add_argument("--seeds", type=int, default=3,
+                   help="seeds per (task, training set), from 101 (default 3: 101-103)")
     u.add_argument("--steps", type=int, help="training budget per run (default: each task's preset)")
     u.add_argument("--randomized-factor", type=float, default=2.0,
                    help="budget multiplier for training on the randomized set (default 2: it learns under noise, "

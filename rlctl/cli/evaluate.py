@@ -26,14 +26,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg, agent, adapter, ckpt_path, reward = load_policy(args.target)
     out = prepare_output(Path(args.out) if args.out else
                          ckpt_path.parent / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.json", args.force)
-    result = evaluate_policy(agent, adapter, cfg, args.episodes, args.deterministic, args.seed,
-                             reward_fn=reward.load() if reward is not None else None)
+    if args.mixture:
+        result = _eval_mixture(args, cfg, agent, adapter, ckpt_path)
+    else:
+        result = evaluate_policy(agent, adapter, cfg, args.episodes, args.deterministic, args.seed,
+                                 reward_fn=reward.load() if reward is not None else None)
     result["checkpoint"] = str(ckpt_path)
     atomic_write_text(out, json.dumps(result, indent=2))
-    kind = "deterministic" if args.deterministic else "stochastic"
+    kind = "deterministic" if args.deterministic and not args.mixture else "stochastic"
+    if args.mixture:
+        kind += f" baseline + learner (share {result['share']:.2f}, learner acted {result['learner_share']:.0%})"
     print(f"{cfg.env.id}: {result['mean_return']:.2f} ± {result['std_return']:.2f} over {args.episodes} "
           f"{kind} episodes (mean length {result['mean_length']:.0f}) → {out}")
     return 0
+
+
+def _eval_mixture(args: argparse.Namespace, cfg: Any, agent: Any, adapter: Any, ckpt_path: Path) -> dict[str, Any]:
+    """The run's baseline and learner under its arbitration, at ``--share`` (default: where training ended)."""
+    from rlctl.checkpoint import load_checkpoint
+    from rlctl.train.transfer import AgencyTransfer, evaluate_mixture
+
+    if args.share is not None and not 0.0 <= args.share <= 1.0:
+        raise UserError(f"--share must lie in [0, 1], got {args.share}")
+    if args.deterministic:
+        raise UserError("--mixture evaluates as training acts (sampling); drop --deterministic")
+    share = args.share
+    if share is None:
+        transfer = AgencyTransfer(cfg)
+        ckpt = load_checkpoint(ckpt_path)
+        transfer.load_state_dict(ckpt.get("transfer"))
+        share = transfer.share(int(ckpt["global_step"]))
+    return evaluate_mixture(cfg, agent, adapter, args.episodes, share, args.seed)
 
 
 def _eval_env_sets(args: argparse.Namespace) -> int:

@@ -40,6 +40,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.format not in FORMATS:  # argparse already refuses these; library callers with a Namespace may not
         raise UserError(f"unknown export format {args.format!r}; choose from {', '.join(FORMATS)}")
     cfg, agent, adapter, ckpt_path, _ = load_policy(args.target)
+    if cfg.arbiter.baseline is not None and cfg.arbiter.mode == "residual":
+        _check_residual_stands_alone(cfg, ckpt_path)
     out = Path(args.out) if args.out else ckpt_path.parent / "export"
     meta = export_policy(agent, adapter, cfg, out, args.format, ckpt_path, force=args.force)
     check = meta["verification"]
@@ -47,3 +49,18 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"(max abs diff vs torch {check['max_abs_diff']:.2g} on {check['observations']} observations; "
           f"sidecar {meta['sidecar_path']})")
     return 0
+
+
+def _check_residual_stands_alone(cfg: Any, ckpt_path: Path) -> None:
+    """A residual run's learner acts alone only once the baseline's part has faded to nothing (share 1)."""
+    from rlctl.checkpoint import load_checkpoint
+    from rlctl.train.transfer import AgencyTransfer
+
+    ckpt = load_checkpoint(ckpt_path)
+    transfer = AgencyTransfer(cfg)
+    transfer.load_state_dict(ckpt.get("transfer"))
+    share = transfer.share(int(ckpt["global_step"]))
+    if share < 1.0:
+        raise UserError(f"{ckpt_path} was trained as a residual on {cfg.arbiter.baseline} and stopped at learner "
+                        f"share {share:.2f}: the network alone is not the policy that acted (it needs the baseline "
+                        f"added); export a run that reached the final stage (share 1)")

@@ -41,7 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = [flag for flag, value in (("--env", args.env), ("--preset", args.preset), ("--steps", args.steps),
                                           ("--seed", args.seed), ("--num-envs", args.num_envs),
                                           ("--backend", args.backend), ("--num-workers", args.num_workers),
-                                          ("--run-dir", args.run_dir)) if value is not None] + \
+                                          ("--run-dir", args.run_dir), ("--baseline-policy", args.baseline_policy),
+                                          ("--arbiter", args.arbiter)) if value is not None] + \
             (["--set"] if args.set else [])
         if given:
             raise UserError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
@@ -66,6 +67,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.backend == "envpool":  # Atari stepped by EnvPool, collected inline
         overrides.setdefault("env", {})["vectorization"] = "envpool"
         args.backend = None
+    for flag, key in (("baseline_policy", "baseline"), ("arbiter", "mode")):
+        if getattr(args, flag) is not None:
+            overrides.setdefault("arbiter", {})[key] = getattr(args, flag)
+    if args.arbiter is not None and args.baseline_policy is None:
+        raise UserError("--arbiter decides between a baseline and the learned policy: give --baseline-policy SPEC")
     for flag, key in (("backend", "sampler"), ("num_workers", "num_workers"), ("ray_address", "ray_address")):
         if getattr(args, flag) is not None:
             overrides.setdefault("run", {})[key] = getattr(args, flag)

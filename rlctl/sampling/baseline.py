@@ -2,7 +2,8 @@
 
 The baseline is built where the envs live (in each sampler worker), one controller per env, from a spec:
 
-* ``controller:NAME`` — a scripted controller of :mod:`rlctl.envs.controllers` (``pid``, ``ik``, ``push``);
+* ``controller:NAME`` — a scripted controller of :mod:`rlctl.envs.controllers` (``pid``, ``ik``, ``push``,
+  ``energy``);
 * a run directory or checkpoint of rlctl — that policy's deterministic action;
 * ``sb3:PATH.zip`` — a Stable-Baselines3 model's deterministic action (``model.predict``; observations as
   the env gives them, so a model trained under VecNormalize needs its statistics, which a zip lacks).
@@ -19,7 +20,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlctl.config import Config
+from rlctl.agents import arbiter as arbitration
+from rlctl.config import ArbiterConfig, Config
 from rlctl.envs.controllers import Controller, make_controller
 from rlctl.errors import UserError
 
@@ -102,23 +104,68 @@ def make_baseline(spec: str, env: gym.Env) -> Controller:
 
 
 class Baseline:
-    """One controller per env of a vector env, and the draw of who acts (``arbiter.baseline_prob``)."""
+    """One controller per env of a vector env, and the arbitration of :mod:`rlctl.agents.arbiter` (who acts).
 
-    def __init__(self, spec: str, envs: gym.vector.VectorEnv, prob: float, seed: int) -> None:
+    The learner's share ``p`` is set by the trainer before each rollout (:meth:`set_share`); the per-env state
+    (CALF's certified value and relax probability, the random stream) lives here and is checkpointed.
+    """
+
+    def __init__(self, arbiter: ArbiterConfig, envs: gym.vector.VectorEnv, seed: int) -> None:
         sub_envs = getattr(envs, "envs", None)
         if sub_envs is None:
             raise UserError("arbiter.baseline needs env.vectorization=sync (or run.sampler=process/ray, whose "
                             "workers step their envs in-process): a controller reads its env's parameters")
-        self.spec, self.prob = spec, prob
-        self.controllers = [make_baseline(spec, env) for env in sub_envs]
+        assert arbiter.baseline is not None
+        if arbiter.mode == "residual" and not isinstance(envs.single_action_space, gym.spaces.Box):
+            raise UserError(f"arbiter.mode=residual adds actions: it needs continuous actions, not "
+                            f"{envs.single_action_space}")
+        self.cfg, self.spec = arbiter, arbiter.baseline
+        self.controllers = [make_baseline(arbiter.baseline, env) for env in sub_envs]
         self.action_space = envs.single_action_space
+        spec = getattr(sub_envs[0], "spec", None)
+        self.horizon = arbiter.horizon or int(getattr(spec, "max_episode_steps", None) or 1000)
+        self.share = arbiter.share_start
+        n = len(self.controllers)
         self.rng = np.random.default_rng([seed, 0xBA5E])
+        self.certified_value = np.zeros(n)
+        self.relax = np.full(n, arbiter.relax_init)
+        self.relax_init = np.full(n, arbiter.relax_init)
+        self.first_episode = np.ones(n, dtype=bool)
+        self.counts = {"steps": 0, "learner": 0, "certified": 0}
 
-    def choose(self) -> np.ndarray:
-        """``[N]`` bool: where the baseline acts at this step."""
-        if self.prob >= 1.0:
-            return np.ones(len(self.controllers), dtype=bool)
-        return self.rng.random(len(self.controllers)) < self.prob
+    @property
+    def residual(self) -> bool:
+        return self.cfg.mode == "residual"
+
+    def set_share(self, share: float) -> None:
+        """The learner's share p for the next rollout (from the trainer's transfer schedule)."""
+        self.share = float(share)
+
+    def learner_acts(self, values: np.ndarray, steps_in_episode: np.ndarray) -> np.ndarray:
+        """``[N]`` bool: where the learned policy acts at this step (residual: everywhere, the baseline adds)."""
+        mode, n = self.cfg.mode, len(self.controllers)
+        uniforms = self.rng.random(n)
+        certified = np.zeros(n, dtype=bool)
+        if self.share >= 1.0 or mode == "residual":
+            acts = np.ones(n, dtype=bool)
+        elif mode == "prob":
+            acts = arbitration.prob_step(self.share, uniforms)
+        elif mode == "jsrl":
+            acts = arbitration.jsrl_step(self.share, steps_in_episode, self.horizon)
+        else:  # calf
+            start = steps_in_episode == 0
+            if start.any():
+                v_dag, relax, relax_init = arbitration.calf_episode_start(
+                    values[start], self.relax_init[start], self.cfg.relax_episode_factor, self.first_episode[start])
+                self.certified_value[start], self.relax[start], self.relax_init[start] = v_dag, relax, relax_init
+                self.first_episode[start] = False
+            acts, certified, self.certified_value, self.relax = arbitration.calf_step(
+                values, self.certified_value, self.relax, self.share, uniforms, self.cfg.nu,
+                self.cfg.relax_step_factor, episode_start=start)
+        self.counts["steps"] += n
+        self.counts["learner"] += int(acts.sum())
+        self.counts["certified"] += int(certified.sum())
+        return acts
 
     def act(self, envs_idx: np.ndarray, obs: np.ndarray) -> np.ndarray:
         """``[k, ...]`` env actions of the controllers of envs ``envs_idx`` for their raw observations."""
@@ -133,15 +180,29 @@ class Baseline:
         for i in np.atleast_1d(envs_idx):
             self.controllers[int(i)].reset()
 
+    def take_stats(self) -> dict[str, float]:
+        """Shares of the steps since the last call: the learner's, the certified ones (CALF); and λ, p."""
+        steps = max(self.counts["steps"], 1)
+        stats = {"learner_share": self.counts["learner"] / steps, "certified": self.counts["certified"] / steps,
+                 "relax_prob": float(self.relax.mean()), "share": self.share}
+        self.counts = {"steps": 0, "learner": 0, "certified": 0}
+        return stats
+
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        return {"rng": self.rng.bit_generator.state, "share": self.share,
+                "certified_value": self.certified_value.copy(), "relax": self.relax.copy(),
+                "relax_init": self.relax_init.copy(), "first_episode": self.first_episode.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+        self.share = float(state.get("share", self.share))
+        for key in ("certified_value", "relax", "relax_init", "first_episode"):
+            if key in state:
+                getattr(self, key)[:] = state[key]
 
 
 def make_arbiter_baseline(cfg: Config, envs: gym.vector.VectorEnv, seed: int) -> Baseline | None:
     """The baseline of ``cfg.arbiter`` for ``envs``, or None when the learned policy acts alone."""
     if cfg.arbiter.baseline is None:
         return None
-    return Baseline(cfg.arbiter.baseline, envs, cfg.arbiter.baseline_prob, seed)
+    return Baseline(cfg.arbiter, envs, seed)

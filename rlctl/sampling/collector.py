@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlctl.agents.arbiter import residual_action
 from rlctl.agents.cnn import Policy
 from rlctl.agents.rollout import BASELINE_ACTOR, POLICY_ACTOR, Rollout
 from rlctl.config import PPOConfig
@@ -42,6 +43,7 @@ class Episode:
     length: int
     success: bool | None = None
     shaped_ret: float | None = None
+    learner_share: float | None = None  # with a baseline: the fraction of the episode's steps the learner acted
 
 
 @dataclass
@@ -51,16 +53,19 @@ class RolloutInfo:
     episodes: list[Episode]
     reward_components: dict[str, float]  # mean per step of each info["reward_components"] entry
     timing: dict[str, float] = field(default_factory=dict)  # seconds spent in env.step and in the policy
+    arbiter: dict[str, float] = field(default_factory=dict)  # with a baseline: shares of who acted (baseline.py)
 
     def to_plain(self) -> dict[str, Any]:
         """Lists and dicts only (checkpoints load without pickled classes)."""
-        return {"episodes": [[e.step, e.ret, e.length, e.success, e.shaped_ret] for e in self.episodes],
-                "reward_components": dict(self.reward_components), "timing": dict(self.timing)}
+        return {"episodes": [[e.step, e.ret, e.length, e.success, e.shaped_ret, e.learner_share]
+                             for e in self.episodes],
+                "reward_components": dict(self.reward_components), "timing": dict(self.timing),
+                "arbiter": dict(self.arbiter)}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
-        return cls([Episode(int(e[0]), float(e[1]), int(e[2]), *e[3:5]) for e in data["episodes"]],
-                   dict(data["reward_components"]), dict(data.get("timing", {})))
+        return cls([Episode(int(e[0]), float(e[1]), int(e[2]), *e[3:6]) for e in data["episodes"]],
+                   dict(data["reward_components"]), dict(data.get("timing", {})), dict(data.get("arbiter", {})))
 
 
 class _RowWriter:
@@ -110,6 +115,7 @@ class Collector:
         self.ep_returns = np.zeros(n, dtype=np.float64)  # the env's own reward
         self.ep_shaped = np.zeros(n, dtype=np.float64)  # the reward learned from (a reward hook's), when it differs
         self.ep_lengths = np.zeros(n, dtype=np.int64)
+        self.ep_learner_steps = np.zeros(n, dtype=np.int64)  # steps the learned policy acted (with a baseline)
         self.disc_returns = np.zeros(n, dtype=np.float64)
         self.seed = 0  # the last reset's seed, and env steps since: new seeds for envs that cannot be restored
         self.steps_since_reset = 0
@@ -126,6 +132,7 @@ class Collector:
         self.ep_returns[idx] = 0.0
         self.ep_shaped[idx] = 0.0
         self.ep_lengths[idx] = 0
+        self.ep_learner_steps[idx] = 0
         self.disc_returns[idx] = 0.0
         if self.baseline is not None:
             self.baseline.reset(idx)
@@ -156,14 +163,29 @@ class Collector:
         return self.agent.value(self.agent.normalize_obs(torch.from_numpy(self.adapter.obs(obs)).to(self.device)))
 
     def _baseline_acts(self, out: StepOut, t: int, rollout: Rollout) -> np.ndarray:
-        """Let the baseline act where the arbiter says; returns the env actions (policy's or baseline's)."""
+        """Let the baseline act where the arbiter says (:mod:`rlctl.agents.arbiter`); returns the env actions.
+
+        Where the baseline acts, the rollout stores its action as the action taken, the policy's log-prob of
+        it, and ``actor = BASELINE_ACTOR``. In the residual mode the learner's sample stays the action and the
+        env receives it plus the faded baseline's.
+        """
+        baseline = self.baseline
+        assert baseline is not None and self.next_obs is not None
         env_actions = _numpy(out.env_actions)
-        assert self.baseline is not None and self.next_obs is not None
-        use = self.baseline.choose()
-        if not use.any():
+        learner = baseline.learner_acts(_numpy(out.values), self.ep_lengths)
+        self.ep_learner_steps += learner
+        if baseline.residual:
+            everyone = np.arange(len(learner))
+            added = self.adapter.from_env(baseline.act(everyone, self.next_obs))
+            executed = residual_action(_numpy(out.actions), added, baseline.share).astype(np.float32)
+            if self.adapter.action.low:
+                executed = np.clip(executed, self.adapter.action.low, self.adapter.action.high)
+            rollout.executed_actions[t] = torch.as_tensor(executed, device=rollout.executed_actions.device)
+            return executed
+        if learner.all():
             return env_actions
-        idx = np.nonzero(use)[0]
-        executed = self.baseline.act(idx, self.next_obs)
+        idx = np.nonzero(~learner)[0]
+        executed = baseline.act(idx, self.next_obs)
         acts = self.adapter.from_env(executed)
         if self.adapter.action.kind == "continuous" and self.adapter.action.low:
             acts = np.clip(acts, self.adapter.action.low, self.adapter.action.high).astype(np.float32)
@@ -246,8 +268,9 @@ class Collector:
                     success = bool(final_info["is_success"][i])
                 if not by_game:
                     shaped = float(self.ep_shaped[i]) if env_reward is not None else None
+                    share = float(self.ep_learner_steps[i] / self.ep_lengths[i]) if self.baseline else None
                     episodes.append(Episode(step_stamp, float(self.ep_returns[i]), int(self.ep_lengths[i]), success,
-                                            shaped))
+                                            shaped, share))
             if len(ended):
                 self._new_episodes(ended)
             if by_game:
@@ -268,7 +291,8 @@ class Collector:
         steps = num_steps * num_envs
         elapsed = time.perf_counter() - t_start
         timing = {"env_s": env_time, "policy_and_bookkeeping_s": elapsed - env_time}
-        return RolloutInfo(episodes, {name: value / steps for name, value in comp_sums.items()}, timing)
+        stats = self.baseline.take_stats() if self.baseline is not None else {}
+        return RolloutInfo(episodes, {name: value / steps for name, value in comp_sums.items()}, timing, stats)
 
     def state_dict(self) -> dict[str, Any]:
         """Between-rollout state, including every env's snapshot (plain data)."""

@@ -7,7 +7,7 @@ from typing import Any
 from rlctl.agents.cnn import Policy
 from rlctl.agents.rollout import Rollout
 from rlctl.sampling.collector import Collector, RolloutInfo
-from rlctl.sampling.worker import StartQueue, apply_starts
+from rlctl.sampling.worker import NextCollect, prepare
 
 
 class InlineSampler:
@@ -19,7 +19,7 @@ class InlineSampler:
     def __init__(self, collector: Collector, rollout: Rollout) -> None:
         self.collector, self.rollout = collector, rollout
         self._step: int | None = None
-        self.starts = StartQueue()
+        self.next = NextCollect()
 
     def publish(self, agent: Policy) -> None:
         """Nothing to do: the collector holds the learner's own module."""
@@ -28,10 +28,13 @@ class InlineSampler:
         """Nothing to do: the collector updates the learner's own normalizers."""
 
     def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.starts.add(starts, now)
+        self.next.add(starts, now)
+
+    def set_share(self, share: float) -> None:
+        self.next.share = share
 
     def launch(self, global_step: int) -> None:
-        apply_starts(self.collector, self.starts.take(0, self.collector.envs.num_envs))
+        prepare(self.collector, self.next.take(0, self.collector.envs.num_envs))
         self._step = global_step
 
     def wait(self) -> tuple[Rollout, RolloutInfo]:
@@ -41,11 +44,11 @@ class InlineSampler:
         return self.rollout, info
 
     def state_dict(self) -> dict[str, Any]:
-        return {"collector": self.collector.state_dict(), "starts": self.starts.pending}
+        return {"collector": self.collector.state_dict(), "next": self.next.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.collector.load_state_dict(state["collector"])
-        self.starts.load(state.get("starts"))
+        self.next.load(state.get("next"))
 
     def close(self) -> None:
         self.collector.envs.close()

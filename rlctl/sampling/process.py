@@ -25,9 +25,8 @@ from rlctl.envs.errors import EnvError
 from rlctl.errors import UserError
 from rlctl.sampling.collector import RolloutInfo
 from rlctl.sampling.worker import (
+    NextCollect,
     RestartBudget,
-    StartQueue,
-    apply_starts,
     build_worker,
     combine_infos,
     copy_stats,
@@ -35,6 +34,7 @@ from rlctl.sampling.worker import (
     load_worker_weights,
     merge_worker_stats,
     pack_pending,
+    prepare,
     unpack_pending,
 )
 
@@ -66,8 +66,8 @@ def _sampler_main(conn: Any, cfg_yaml: str, weights: list[dict[str, torch.Tensor
         cmd, *args = conn.recv()
         try:
             if cmd == "collect":
-                buf, slot, global_step, starts = args
-                apply_starts(collector, starts)
+                buf, slot, global_step, part = args
+                prepare(collector, part)
                 load_worker_weights(agent, weights[slot], stats_in)
                 info = collector.collect(columns[buf], global_step)
                 for key, value in own.items():
@@ -174,7 +174,7 @@ class ProcessSampler:
         self._buf = 0
         self._in_flight: int | None = None
         self._pending: tuple[int, RolloutInfo] | None = None
-        self.starts = StartQueue()
+        self.next = NextCollect()
         reward_bytes = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
         ctx = tmp.get_context("spawn")
 
@@ -217,7 +217,7 @@ class ProcessSampler:
             return
         self._buf = 1 - self._buf
         for worker in self.workers:
-            worker.send("collect", self._buf, self._slot, global_step, self.starts.take(*worker.env_slice))
+            worker.send("collect", self._buf, self._slot, global_step, self.next.take(*worker.env_slice))
         self._in_flight = self._buf
 
     def _finish(self) -> tuple[int, RolloutInfo]:
@@ -238,7 +238,10 @@ class ProcessSampler:
         copy_stats(agent, self.stats_in)
 
     def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.starts.add(starts, now)
+        self.next.add(starts, now)
+
+    def set_share(self, share: float) -> None:
+        self.next.share = share
 
     def state_dict(self) -> dict[str, Any]:
         pending = None
@@ -249,7 +252,7 @@ class ProcessSampler:
             worker.send("state")
         workers = [self._call(worker) for worker in self.workers]
         return {"workers": workers, "stats": {k: v.clone() for k, v in self.stats_in.items()}, "pending": pending,
-                "starts": self.starts.pending}
+                "next": self.next.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["workers"]) != len(self.workers):
@@ -261,7 +264,7 @@ class ProcessSampler:
         with torch.no_grad():
             for key, value in self.stats_in.items():
                 value.copy_(state["stats"][key])
-        self.starts.load(state.get("starts"))
+        self.next.load(state.get("next"))
         if state["pending"] is not None:
             self._buf = 0
             self._pending = (0, unpack_pending(state["pending"], self.rollouts[0]))

@@ -26,9 +26,8 @@ from rlctl.agents.rollout import Rollout
 from rlctl.errors import UserError
 from rlctl.sampling.collector import RolloutInfo
 from rlctl.sampling.worker import (
+    NextCollect,
     RestartBudget,
-    StartQueue,
-    apply_starts,
     build_worker,
     combine_infos,
     copy_stats,
@@ -36,6 +35,7 @@ from rlctl.sampling.worker import (
     load_worker_weights,
     merge_worker_stats,
     pack_pending,
+    prepare,
     unpack_pending,
 )
 from rlctl.spaces import rollout_for
@@ -52,9 +52,8 @@ class _RayWorker:
         self.own = {k: v for k, v in agent.state_dict().items() if is_sampler_owned(k)}
 
     def collect(self, weights: dict[str, np.ndarray], stats: dict[str, np.ndarray], global_step: int,
-                starts: dict[bool, dict[int, dict[str, Any]]]) -> tuple[dict[str, np.ndarray], RolloutInfo,
-                                                                         dict[str, np.ndarray]]:
-        apply_starts(self.collector, starts)
+                part: dict[str, Any]) -> tuple[dict[str, np.ndarray], RolloutInfo, dict[str, np.ndarray]]:
+        prepare(self.collector, part)
         load_worker_weights(self.collector.agent, weights, stats)
         info = self.collector.collect(self.rollout, global_step)
         arrays = {k: v.numpy().copy() for k, v in vars(self.rollout).items()}
@@ -113,7 +112,7 @@ class RaySampler:
         self._weights_ref: Any = None
         self._futures: list[Any] | None = None
         self._args: list[tuple[Any, ...]] = []
-        self.starts = StartQueue()
+        self.next = NextCollect()
         self._pending: RolloutInfo | None = None
 
     def publish(self, agent: Policy) -> None:
@@ -124,7 +123,7 @@ class RaySampler:
         if self._pending is not None:  # restored from a checkpoint: that rollout is already here
             return
         stats_ref = self.ray.put({k: v.numpy() for k, v in self.stats.items()})
-        self._args = [(self._weights_ref, stats_ref, global_step, self.starts.take(*sl)) for sl in self.slices]
+        self._args = [(self._weights_ref, stats_ref, global_step, self.next.take(*sl)) for sl in self.slices]
         self._futures = [w.collect.remote(*args) for w, args in zip(self.workers, self._args, strict=True)]
 
     def _get(self, index: int) -> Any:
@@ -181,7 +180,10 @@ class RaySampler:
         copy_stats(agent, self.stats)
 
     def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.starts.add(starts, now)
+        self.next.add(starts, now)
+
+    def set_share(self, share: float) -> None:
+        self.next.share = share
 
     def state_dict(self) -> dict[str, Any]:
         pending = None
@@ -189,7 +191,7 @@ class RaySampler:
             pending = pack_pending(self.rollout, self._finish())
         workers = self.ray.get([w.state.remote() for w in self.workers])
         return {"workers": workers, "stats": {k: v.clone() for k, v in self.stats.items()}, "pending": pending,
-                "starts": self.starts.pending}
+                "next": self.next.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if len(state["workers"]) != len(self.workers):
@@ -197,7 +199,7 @@ class RaySampler:
         self.ray.get([w.load.remote(s) for w, s in zip(self.workers, state["workers"], strict=True)])
         for key, value in self.stats.items():
             value.copy_(state["stats"][key])
-        self.starts.load(state.get("starts"))
+        self.next.load(state.get("next"))
         if state["pending"] is not None:
             self._pending = unpack_pending(state["pending"], self.rollout)
 

@@ -78,8 +78,9 @@ def combine_infos(infos: list[RolloutInfo]) -> RolloutInfo:
     episodes = sorted((e for info in infos for e in info.episodes), key=lambda e: e.step)
     names = sorted({name for info in infos for name in info.reward_components})
     timing = {key: max(i.timing.get(key, 0.0) for i in infos) for key in infos[0].timing}  # workers run in parallel
+    arbiter = {key: sum(i.arbiter.get(key, 0.0) for i in infos) / len(infos) for key in infos[0].arbiter}
     return RolloutInfo(episodes, {name: sum(i.reward_components.get(name, 0.0) for i in infos) / len(infos)
-                                  for name in names}, timing)
+                                  for name in names}, timing, arbiter)
 
 
 def merge_worker_stats(global_stats: dict[str, torch.Tensor], outs: list[dict[str, torch.Tensor]]) -> None:
@@ -144,29 +145,39 @@ def unmerge_moments(whole: Moments, part: Moments) -> Moments:
     return mean, torch.clamp(m2 / count, min=0.0), count
 
 
-class StartQueue:
-    """Episode starts asked for with ``start_from``, held until the next launch hands each worker its share."""
+class NextCollect:
+    """What the trainer asks of the next collection: episode starts (``start_from``) and the learner's share
+    of the arbitration (``set_share``), held until the next launch hands each worker its part."""
 
     def __init__(self) -> None:
-        self.pending: dict[bool, dict[int, dict[str, Any]]] = {True: {}, False: {}}
+        self.starts: dict[bool, dict[int, dict[str, Any]]] = {True: {}, False: {}}
+        self.share: float | None = None
 
     def add(self, starts: dict[int, dict[str, Any]], now: bool) -> None:
-        self.pending[now].update(starts)
+        self.starts[now].update(starts)
 
-    def load(self, pending: dict[bool, dict[int, dict[str, Any]]] | None) -> None:
-        """Starts saved by a checkpoint (none in checkpoints of older versions)."""
-        self.pending = {True: dict((pending or {}).get(True, {})), False: dict((pending or {}).get(False, {}))}
-
-    def take(self, first: int, count: int) -> dict[bool, dict[int, dict[str, Any]]]:
-        """The starts for envs ``[first, first + count)``, re-indexed from 0, removed from the queue."""
+    def take(self, first: int, count: int) -> dict[str, Any]:
+        """The part for envs ``[first, first + count)``, re-indexed from 0; the starts leave the queue."""
         out: dict[bool, dict[int, dict[str, Any]]] = {True: {}, False: {}}
-        for now, starts in self.pending.items():
+        for now, starts in self.starts.items():
             for i in [i for i in starts if first <= i < first + count]:
                 out[now][i - first] = starts.pop(i)
-        return out
+        return {"starts": out, "share": self.share}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"starts": self.starts, "share": self.share}
+
+    def load(self, state: dict[str, Any] | None) -> None:
+        """What a checkpoint saved (none in checkpoints of older versions)."""
+        state = state or {}
+        starts = state.get("starts", {})
+        self.starts = {True: dict(starts.get(True, {})), False: dict(starts.get(False, {}))}
+        self.share = state.get("share")
 
 
-def apply_starts(collector: Collector, starts: dict[bool, dict[int, dict[str, Any]]]) -> None:
-    """A worker's share of a :class:`StartQueue`, applied before it collects."""
-    for now, envs_starts in starts.items():
+def prepare(collector: Collector, part: dict[str, Any]) -> None:
+    """A worker's part of a :class:`NextCollect`, applied before it collects."""
+    for now, envs_starts in part["starts"].items():
         collector.start_from(envs_starts, now=now)
+    if part["share"] is not None and collector.baseline is not None:
+        collector.baseline.set_share(part["share"])

@@ -8,7 +8,7 @@ import torch
 
 from rlctl.agents.cnn import Policy
 from rlctl.agents.ppo import MinibatchStep, ppo_update
-from rlctl.agents.rollout import Rollout
+from rlctl.agents.rollout import BASELINE_ACTOR, Rollout
 from rlctl.config import Config
 from rlctl.train.advantages import AdvantageStage, make_advantage_stage
 from rlctl.train.optim import make_optimizer
@@ -20,8 +20,13 @@ class Learner:
     def __init__(self, cfg: Config, agent: Policy) -> None:
         self.cfg, self.agent = cfg, agent
         self.optimizer = make_optimizer(agent, cfg)
-        self.step = MinibatchStep(agent, self.optimizer, cfg.ppo, compile=cfg.run.compile)
         self.advantages: AdvantageStage = make_advantage_stage(cfg, agent)
+        # Agency transfer (arbiter.baseline_steps): mask a baseline controller's steps from the policy loss, or
+        # also imitate them; "off_policy" trains on them as on the learner's own (rlctl.agents.arbiter).
+        self.weighted = cfg.arbiter.baseline is not None and cfg.arbiter.baseline_steps != "off_policy"
+        imitation = cfg.arbiter.bc_coef if cfg.arbiter.baseline_steps == "bc" else 0.0
+        self.step = MinibatchStep(agent, self.optimizer, cfg.ppo, compile=cfg.run.compile,
+                                  per_dim=self.advantages.per_dim, weighted=self.weighted, imitation_coef=imitation)
 
     def schedule(self, update: int) -> dict[str, float]:
         """Set the learning rate and clip range of update ``update`` (linear annealing where configured)."""
@@ -32,6 +37,7 @@ class Learner:
                 group["lr"].fill_(lr)
             else:
                 group["lr"] = lr
+        self.advantages.set_learning_rate(lr)  # learned baselines follow the critic's schedule
         if ppo.anneal_clip:
             self.step.set_clip(ppo.clip_coef * left)
         return {"charts/learning_rate": lr, "charts/clip_coef": float(self.step.clip_coef)}
@@ -39,13 +45,21 @@ class Learner:
     def update(self, rollout: Rollout) -> dict[str, float]:
         """Advantages, then ``update_epochs`` of minibatch steps; returns the update's statistics."""
         batch = self.advantages.batch(rollout)
+        if self.weighted:
+            baseline = (batch["actor"] == BASELINE_ACTOR).float()
+            batch["policy_weight"], batch["imitation_weight"] = 1.0 - baseline, baseline
         stage = self.advantages
         refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
-        return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh)
+        return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh) | stage.stats()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """Weights and optimizer state; learned baselines (``advantage_stage``) where the stage has any. Export
+        reads ``agent`` alone, so the exported policy is the actor whatever the baseline."""
+        state = {"agent": self.agent.state_dict(), "optimizer": self.optimizer.state_dict()}
+        stage = self.advantages.state_dict()
+        return state | ({"advantage_stage": stage} if stage else {})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.advantages.load_state_dict(state.get("advantage_stage", {}))

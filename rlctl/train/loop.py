@@ -37,6 +37,7 @@ from rlctl.train.learner import Learner
 from rlctl.train.metrics import UpdateMetrics
 from rlctl.train.optim import probe_step
 from rlctl.train.state import hparams_markdown, rng_state, set_rng_state
+from rlctl.train.transfer import AgencyTransfer
 
 
 @dataclass
@@ -94,6 +95,7 @@ def train(
         where, why = resolve_device(device or cfg.run.device, update_probe(lambda d: probe_step(cfg, adapter, d)))
         agent = build_agent(cfg, adapter, where)
         learner = Learner(cfg, agent)
+        transfer = AgencyTransfer(cfg) if cfg.arbiter.baseline is not None else None
         sampler = make_sampler(cfg, agent, adapter, rollout_for(adapter, cfg.ppo.num_steps, cfg.env.num_envs, where),
                                where, reward_fn)
         try:
@@ -102,6 +104,8 @@ def train(
                 learner.load_state_dict(ckpt)
                 sampler.load_state_dict(ckpt["sampler"])
                 set_rng_state(ckpt["rng"])
+                if transfer is not None:
+                    transfer.load_state_dict(ckpt.get("transfer"))
                 start_update, global_step, last_log = ckpt["update"], ckpt["global_step"], ckpt["last_log"]
             else:
                 atomic_write_text(run_dir / CONFIG, save_yaml(cfg))
@@ -124,11 +128,17 @@ def train(
                     "rng": rng_state(), "update": next_update, "global_step": global_step,
                     "last_log": metrics.last_log, "obs_space": repr(adapter.obs_space),
                     "action_space": repr(adapter.action_space), "reward": reward_record(reward),
+                    "transfer": transfer.state_dict() if transfer is not None else None,
                 })
+
+            def launch(step: int) -> None:
+                if transfer is not None:  # the learner's share of the arbitration for this rollout
+                    sampler.set_share(transfer.share(step))
+                sampler.launch(step)
 
             last_ckpt = global_step
             sampler.publish(agent)
-            sampler.launch(global_step)
+            launch(global_step)
             for update in range(start_update, cfg.num_updates):
                 last_update = update == cfg.num_updates - 1
                 schedule = learner.schedule(update)
@@ -139,14 +149,16 @@ def train(
                 sampler.sync_stats(agent)
                 global_step += cfg.batch_size
                 if cfg.run.overlap and not last_update:
-                    sampler.launch(global_step)  # collect the next rollout with these (pre-update) weights
+                    launch(global_step)  # collect the next rollout with these (pre-update) weights
                 t_update = time.perf_counter()
                 stats = learner.update(rollout)
                 update_s = time.perf_counter() - t_update
                 sampler.publish(agent)
                 if not cfg.run.overlap and not last_update:
-                    sampler.launch(global_step)
+                    launch(global_step)
 
+                if transfer is not None:
+                    schedule = schedule | transfer.after_update(agent, adapter, global_step)
                 scalars = metrics.record(global_step, info, stats, schedule, sampler, wait_s, update_s, last_update)
                 bar.update(global_step, metrics.recent_return)
                 stop = bool(on_update(scalars | {"global_step": global_step,

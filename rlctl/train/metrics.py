@@ -36,6 +36,8 @@ class UpdateMetrics:
             logger.scalar("charts/episodic_length", ep.length, ep.step)
             if ep.shaped_ret is not None:  # a reward hook replaced the env's reward: its return too
                 logger.scalar("charts/shaped_return", ep.shaped_ret, ep.step)
+            if ep.learner_share is not None:  # a baseline shares the acting: how much of it the learner did
+                logger.scalar("arbiter/episode_learner_share", ep.learner_share, ep.step)
             self.recent.append(ep.ret)
             self.all_returns.append(ep.ret)
         scalars = {f"losses/{k}": v for k, v in stats.items() if k != "epochs"}
@@ -48,6 +50,7 @@ class UpdateMetrics:
         scalars["charts/worker_restarts"] = float(sampler.restarts)
         scalars["charts/SPS"] = (global_step - self._step_start) / (time.perf_counter() - self._t_start)
         scalars.update({f"reward/{k}": v for k, v in info.reward_components.items()})
+        scalars.update({f"arbiter/{k}": v for k, v in info.arbiter.items() if k != "share"})
         # Where the time goes, per rollout: the sampler's env and policy time (in parallel with the update
         # when overlapped), the learner's wait for the rollout, and its advantages + update.
         scalars.update({f"perf/{k}": v for k, v in info.timing.items()})
