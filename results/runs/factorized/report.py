@@ -78,14 +78,14 @@ def overhead_table() -> str:
 
 
 def variance_table() -> tuple[str, list[dict[str, Any]]]:
-    found = [json.loads(p.read_text()) for p in sorted((HERE / "variance").glob("m*.json"))]
+    found = [json.loads(p.read_text()) for p in sorted((HERE / "variance").glob("m[0-9]*.json"))]
     found.sort(key=lambda r: r["env_kwargs"].get("dim", 0))
     names = ["state", "factorized:regress", "factorized:q_mean", "factorized:q_mc"]
-    lines = ["| m | " + " | ".join(f"{LABEL[n]}: SNR" for n in names) + " | 1/SNR ratio, best factorized ÷ state "
-             "[95% CI] | cosine to reference (state; best factorized) |", "|---:|" + "---:|" * (len(names) + 2)]
+    lines = ["| m | " + " | ".join(f"{LABEL[n]}: SNR (expl. var.)" for n in names) + " | 1/SNR ratio, best factorized "
+             "÷ state [95% CI] | cosine to reference (state; best factorized) |", "|---:|" + "---:|" * (len(names) + 2)]
     for r in found:
         est = r["estimators"]
-        cells = [f"{est[n]['snr']:.3g}" if n in est else "–" for n in names]
+        cells = [f"{est[n]['snr']:.3g} ({est[n]['explained_variance']:.2f})" if n in est else "–" for n in names]
         fact = [n for n in names[1:] if n in est]
         best = min(fact, key=lambda n: est[n]["relative_variance_vs_state"]["ratio"])
         ci = est[best]["relative_variance_vs_state"]
@@ -93,6 +93,30 @@ def variance_table() -> tuple[str, list[dict[str, Any]]]:
                      + f" | {ci['ratio']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] ({LABEL[best]}) | "
                      f"{est['state']['cosine']:.3f}; {est[best]['cosine']:.3f} |")
     return "\n".join(lines), found
+
+
+def training_diagnostics() -> str:
+    """Seed 7 (outside the table's seeds): the regress baseline's explained variance while training, and how
+    much of each update the clip range cuts (joint ratio: state; per-dimension ratios: factorized regress)."""
+    found = [json.loads(p.read_text()) for p in sorted((HERE / "diag").glob("*.json"))]
+    runs = {(r["dim"], r["arm"]): r for r in found}
+    if not runs:
+        return "(not run)"
+    lines = ["| m | regress: expl. var. at iteration 5 / 10 / 20 / last | clip fraction: state (joint ratio) / regress "
+             "(per-dim) | iterations: state / regress |", "|---:|---|---|---|"]
+    for dim in sorted({d for d, _ in runs}):
+        st, rg = runs.get((dim, "state")), runs.get((dim, "regress"))
+        if not (st and rg):
+            continue
+        c = rg["curve"]
+        ev = " / ".join(f"{c[min(i, len(c)) - 1].get('baseline_ev', float('nan')):.2f}" for i in (5, 10, 20, len(c)))
+
+        def mean(run: dict[str, Any], key: str) -> float:
+            return statistics.mean(x[key] for x in run["curve"])
+
+        lines.append(f"| {dim} | {ev} | {mean(st, 'clipfrac'):.2f} / {mean(rg, 'clipfrac'):.2f} | "
+                     f"{st['solved_at'] or '>' + str(st['cap'])} / {rg['solved_at'] or '>' + str(rg['cap'])} |")
+    return "\n".join(lines)
 
 
 def plots(runs: list[dict[str, Any]], cells: dict[tuple[int, str], list[int | None]],
@@ -156,6 +180,7 @@ def main() -> None:
     vtable, variances = variance_table()
     text = ["## Iterations to solve (mean ± sample std over seeds)", "", table, "",
             "## Gradient signal-to-noise at a frozen policy", "", vtable, "",
+            "## While training (seed 7, outside the table's seeds)", "", training_diagnostics(), "",
             "## Update wall time relative to the state baseline (one interleaved run)", "", overhead_table(), ""]
     (RESULTS / "factorized-baselines_tables.md").write_text("\n".join(text))
     print("\n".join(text))
