@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STEPS  ?= 300000
 SEED   ?= 1
 
-.PHONY: train test lint bench-sps bench-returns clean-venv
+.PHONY: train test lint bench-sps bench-returns gpu-check clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench-sps: $(VENV)/.installed
 
 bench-returns: $(VENV)/.installed
 	$(BIN)/rlctl bench returns --envs HalfCheetah-v5,Hopper-v5 --preset default --seeds 3 --steps 1000000 --jobs 2 --out results
+
+# On a machine with a GPU and a CUDA build of torch: the CUDA tests, then GPU vs CPU learner timings and GPU
+# training runs, into results/gpu.md (about 8 minutes; exits 2 without a CUDA device).
+gpu-check: $(VENV)/.installed
+	$(BIN)/rlctl bench gpu --out results
 
 clean-venv:
 	rm -rf $(VENV)

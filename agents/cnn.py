@@ -20,7 +20,6 @@ from torch import nn
 
 from rlctl.agents.distributions import ActionSpec, MultiCategorical
 from rlctl.agents.normalize import RewardScaler
-from rlctl.agents.policy import ActorCritic
 
 _Layer = TypeVar("_Layer", nn.Conv2d, nn.Linear)
 
@@ -185,7 +184,3 @@ class CnnActorCritic(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic env action ``[B, dim]`` for raw pixel observations (the exported graph)."""
         return self.to_env_action(self.dist(self.normalize_obs(obs)).mode())
-
-
-Policy = ActorCritic | CnnActorCritic
-"""Any actor-critic the trainer, collector and evaluators drive (same method names and meanings)."""

@@ -8,7 +8,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
+from rlctl.agents.recurrent import RecurrentActorCritic
 
 
 class PPOParams(Protocol):
@@ -295,6 +296,76 @@ def ppo_update(
         if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
             break
     out = {key: (value / max(count, 1)).item() for key, value in totals.items()}
+    out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
+    out["epochs"] = float(epochs_done)
+    return out
+
+
+def recurrent_ppo_update(
+    agent: RecurrentActorCritic,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, torch.Tensor],
+    shape: tuple[int, int],
+    params: PPOParams,
+    bptt_steps: int = 0,
+    clip_coef: float | None = None,
+) -> dict[str, float]:
+    """:func:`ppo_update` for a recurrent policy: minibatches of whole sequences, replayed from stored states.
+
+    ``batch`` is the flattened rollout (time-major ``[T·N, ...]``, ``shape = (T, N)``) with ``advantages`` and
+    ``returns``. The rollout is cut into ``T / bptt_steps`` chunks per env (``bptt_steps = 0``: one chunk, the
+    whole rollout); each chunk is a sequence that starts from the state stored before its first step and zeroes
+    it wherever an episode began (``starts``), so the first epoch's log-probs equal the collection's exactly.
+    A minibatch holds ``max(1, minibatch_size // bptt_steps)`` sequences; the loss is :func:`ppo_loss` over all
+    their steps, with the advantages normalized per minibatch as in the feed-forward update. ``clip_coef``: the
+    clip range now (annealed), default ``params.clip_coef``.
+    """
+    clip = params.clip_coef if clip_coef is None else clip_coef
+    steps, envs = shape
+    length = bptt_steps or steps
+    if steps % length:
+        raise ValueError(f"bptt_steps ({length}) must divide the rollout length ({steps})")
+    chunks = steps // length
+
+    def sequences(x: torch.Tensor) -> torch.Tensor:
+        """``[T·N, ...]`` → ``[length, chunks·N, ...]`` (sequence ``c·N + n`` is chunk c of env n)."""
+        rest = x.shape[1:]
+        return x.view(chunks, length, envs, *rest).transpose(0, 1).reshape(length, chunks * envs, *rest)
+
+    keys = ("obs", "actions", "logprobs", "advantages", "values", "returns", "starts")
+    seq = {key: sequences(batch[key]) for key in keys}
+    states = batch["rnn_states"].view(chunks, length, envs, -1)[:, 0].reshape(chunks * envs, -1)
+    count = chunks * envs
+    per_minibatch = max(1, params.minibatch_size // length)
+    totals: dict[str, torch.Tensor] = {}
+    updates, epochs_done = 0, 0
+    for _ in range(params.update_epochs):
+        order = torch.randperm(count, device=states.device)
+        epoch_kl = torch.zeros((), device=states.device)
+        epoch_mbs = 0
+        for start in range(0, count - per_minibatch + 1, per_minibatch):
+            idx = order[start:start + per_minibatch]
+            part = {key: value[:, idx].flatten(0, 1) for key, value in seq.items() if key not in ("obs", "starts")}
+            dist, values = agent.sequence(seq["obs"][:, idx], states[idx], seq["starts"][:, idx])
+            advantages = normalize_advantages(part["advantages"]) if params.norm_adv else part["advantages"]
+            loss, stats = ppo_loss(
+                new_logprobs=dist.log_prob(part["actions"]), old_logprobs=part["logprobs"], advantages=advantages,
+                new_values=values, old_values=part["values"], returns=part["returns"], entropy=dist.entropy(),
+                clip_coef=clip, clip_vloss=params.clip_vloss, ent_coef=params.ent_coef,
+                vf_coef=params.vf_coef)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), params.max_grad_norm)
+            optimizer.step()
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            updates += 1
+            epoch_kl += stats["approx_kl"]
+            epoch_mbs += 1
+        epochs_done += 1
+        if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
+            break
+    out = {key: (value / max(updates, 1)).item() for key, value in totals.items()}
     out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
     out["epochs"] = float(epochs_done)
     return out

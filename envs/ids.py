@@ -23,7 +23,7 @@ keeps them from the actor, and export leaves them out of the deployed model."""
 
 # Which pip extra brings which simulator, keyed by a fragment of the env's entry point.
 SIMULATOR_EXTRAS = {"mujoco": "mujoco", "ale_py": "atari", "box2d": "box2d", "pybullet": "bullet",
-                    "make_quad": "bullet", "rlctl.envs.robots": "bullet"}
+                    "make_quad": "bullet", "rlctl.envs.robots": "bullet", "reacher_sparse": "mujoco"}
 
 
 def _import_for(env_id: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from rlctl.envs.demo_start import StartSettings, with_demo_starts
 from rlctl.envs.errors import EnvError
 from rlctl.envs.ids import SIMULATOR_EXTRAS, check_env_id
 from rlctl.envs.reward import RewardFn, RewardHook
@@ -42,11 +43,16 @@ def env_factory(
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
     reward_fn: RewardFn | None = None,
+    starts: StartSettings | None = None,
 ) -> Callable[[], gym.Env]:
-    """A picklable thunk that builds one env: gymnasium.make + reward hook + snapshot support."""
+    """A picklable thunk that builds one env: gymnasium.make + demo starts + reward hook + snapshot support.
+
+    Demo starts sit right on ``make_env``'s env: a demo's snapshots are of that chain (``rlctl demo record``)."""
 
     def thunk() -> gym.Env:
         env = make_env(env_id, kwargs, max_episode_steps, render_mode)
+        if starts is not None and starts.demos:
+            env = with_demo_starts(env, starts, env_id, kwargs, max_episode_steps)
         if reward_fn is not None:
             env = RewardHook(env, reward_fn)
         return Snapshot(env)
@@ -98,6 +104,7 @@ def make_vector_env(
     kwargs: dict[str, Any] | None = None,
     max_episode_steps: int | None = None,
     reward_fn: RewardFn | None = None,
+    starts: StartSettings | None = None,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies as one vector env in SAME_STEP autoreset mode.
 
@@ -105,16 +112,19 @@ def make_vector_env(
     final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
     without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
     ``vectorization="envpool"`` steps ``ALE/*`` games with EnvPool instead (:mod:`rlctl.envs.atari.envpool`).
+    ``starts`` starts episodes from demonstration states (:mod:`rlctl.envs.demo_start`).
     """
     if vectorization == "envpool":
         if reward_fn is not None:
             raise EnvError("reward hooks need vectorization sync or async (EnvPool computes rewards in C++)")
+        if starts is not None and starts.demos:
+            raise EnvError("demo starts need vectorization sync or async (EnvPool cannot restore saved states)")
         from rlctl.envs.atari.envpool import EnvPoolAtari
 
         return EnvPoolAtari(env_id, num_envs, kwargs, max_episode_steps)
     if vectorization == "async":  # fail fast here with a clear error, not inside a subprocess
         make_env(env_id, kwargs, max_episode_steps).close()
-    fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn) for _ in range(num_envs)]
+    fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn, starts=starts) for _ in range(num_envs)]
     mode = AutoresetMode.SAME_STEP
     if vectorization == "sync":
         envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)

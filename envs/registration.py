@@ -52,8 +52,12 @@ def register_all() -> None:
         "rlctl/ArmPush-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "dense"}),
         "rlctl/ArmPushSparse-v0": ("rlctl.envs.robots.push:ArmPushEnv", {"reward_type": "sparse"}),
         "rlctl/TargetMatching-v0": ("rlctl.envs.synthetic:TargetMatchingEnv", {"dim": 10}),
+        "rlctl/MemoryCue-v0": ("rlctl.envs.synthetic:MemoryCueEnv", {"length": 8}),
     }
     for env_id, (entry, kwargs) in specs.items():
         if env_id not in gym.registry:
             # the envs end episodes themselves (time limit → truncated), so no TimeLimit wrapper
             gym.register(env_id, entry_point=entry, kwargs=kwargs, disable_env_checker=True)
+    if "rlctl/ReacherSparse-v0" not in gym.registry:  # Reacher-v5's own 50-step limit
+        gym.register("rlctl/ReacherSparse-v0", entry_point="rlctl.envs.reacher_sparse:ReacherSparseEnv",
+                     max_episode_steps=50)

@@ -62,16 +62,16 @@ class IncompleteSnapshotError(ValueError):
     """An env (or a wrapper) holds state that :func:`capture_state` cannot save exactly."""
 
 
-def _is_plain(value: Any) -> bool:
+def is_plain(value: Any) -> bool:
     """Data that deep-copies and survives the checkpoint encoding (:func:`rlctl.checkpoint.to_safe`)."""
     if isinstance(value, np.ndarray):
         return value.dtype.kind in "biufc"  # what torch stores: not strings, not objects
     if isinstance(value, _PLAIN):
         return True
     if type(value) in (list, tuple):
-        return all(_is_plain(v) for v in value)
+        return all(is_plain(v) for v in value)
     if type(value) is dict:
-        return all(isinstance(k, (str, int)) and _is_plain(v) for k, v in value.items())
+        return all(isinstance(k, (str, int)) and is_plain(v) for k, v in value.items())
     return False
 
 
@@ -97,7 +97,7 @@ def _attribute_state(obj: Any, skip: set[str], fix: str) -> dict[str, Any]:
     for key, value in vars(obj).items():
         if key in skip or _is_not_state(value):
             continue
-        if _is_plain(value):
+        if is_plain(value):
             attrs[key] = copy.deepcopy(value)
         else:
             refused.append(key)
@@ -248,6 +248,7 @@ def _set_wrapper_counters(env: gym.Env, counters: list[dict[str, Any]]) -> None:
             # PassiveEnvChecker's one-off diagnostics compare with data we do not snapshot: skip them.
             setattr(node, "checked_data_reuse", True)  # noqa: B010
             setattr(node, "_previous_data", None)  # noqa: B010
+            setattr(node, "checked_step", True)  # noqa: B010  (a snapshot from before the first step has none)
         node = node.env
 
 

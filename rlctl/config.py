@@ -68,6 +68,13 @@ class PolicyConfig:
     """running mean/std observation normalization, stored in the policy and its checkpoint"""
     clip_obs: float = 10.0
     """normalized observations are clipped to ±clip_obs"""
+    recurrent: str = "none"
+    """``lstm`` or ``gru``: a policy with memory (the encoder, then one recurrent core shared by actor and
+    critic; its state is carried per env and reset at episode starts); ``none``: feed-forward"""
+    recurrent_size: int = 128
+    """units of the recurrent core"""
+    recurrent_layers: int = 1
+    """stacked layers of the recurrent core"""
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,10 @@ class PPOConfig:
     """stop the update's remaining epochs once the approximate KL of an epoch exceeds this"""
     norm_adv: bool = True
     """normalize advantages per minibatch"""
+    bptt_steps: int = 0
+    """recurrent policies: training sequences of this many steps, each replayed from the state stored at
+    collection (must divide num_steps); a minibatch holds max(1, minibatch_size // bptt_steps) of them;
+    0: the whole rollout"""
     recompute_adv: bool = False
     """recompute values, advantages and returns with the current critic before every epoch after the first
     (Tianshou's default; recommended by Andrychowicz et al. 2021, "What matters in on-policy RL")"""
@@ -233,14 +244,46 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class CurriculumConfig:
+    """Episodes that start from demonstration states, moving back as the agent succeeds (Salimans & Chen 2018;
+    :mod:`rlctl.envs.demo_start`, :mod:`rlctl.train.curriculum`). Distances count env steps before a demo's end."""
+
+    demos: list[str] = field(default_factory=list)
+    """demo files (``rlctl demo record``); their episodes are sampled per training episode; none: no curriculum"""
+    window: int = 10
+    """start points spread over this many steps before the current one"""
+    threshold: float = 0.2
+    """move back while the successes summed over the window's start points reach threshold·window"""
+    backoff: int = 10
+    """steps the start point moves forward (easier) when success collapses"""
+    frac_sample: float = 0.2
+    """share of episodes that start uniformly between the current start point and the demo's end"""
+    warmup_steps: int = 0
+    """demo steps replayed before each start (demo actions, masked out of every loss)"""
+    extra_steps: int = 50
+    """an episode is truncated L ≤ extra_steps steps after the demo's horizon (L = ⌊e^{U·ln(extra_steps+1)}⌋)"""
+    start_back: int = 1
+    """the first start point, in steps before the demo's end"""
+    min_episodes: int = 20
+    """episodes from demo starts needed before the start point may move"""
+    eval_every: int = 0
+    """env steps between evaluations from the env's own initial states (no demo); 0: never"""
+    eval_episodes: int = 20
+    """episodes per evaluation"""
+    solve_success: float = 0.0
+    """stop training once an evaluation's success rate reaches this (0: never stop early)"""
+
+
+@dataclass(frozen=True)
 class Config:
-    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter``, ``baseline`` and ``run`` sections."""
+    """The whole run: ``env``, ``policy``, ``ppo``, ``arbiter``, ``baseline``, ``curriculum`` and ``run`` sections."""
 
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     arbiter: ArbiterConfig = field(default_factory=ArbiterConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     @property
@@ -261,6 +304,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "policy.activation": ("tanh", "relu", "elu"),
     "policy.encoder": ("auto", "mlp", "nature", "impala"),
     "policy.precision": ("auto", "fp32", "bf16"),
+    "policy.recurrent": ("none", "lstm", "gru"),
     "run.device": ("auto", "cpu", "cuda"),
     "run.sampler": ("inline", "process", "ray"),
     "arbiter.mode": ("prob", "calf", "jsrl", "residual"),
@@ -420,8 +464,46 @@ def validate(cfg: Config) -> None:
     if cfg.baseline.mc_samples < 1 or cfg.baseline.fit_dims < 0:
         raise UserError(f"baseline.mc_samples must be >= 1 and baseline.fit_dims >= 0, got {cfg.baseline.mc_samples} "
                         f"and {cfg.baseline.fit_dims}")
+    _validate_curriculum(cfg)
+    _validate_recurrent(cfg)
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
         raise UserError(f"policy.hidden_sizes must be a non-empty list of positive ints, got {cfg.policy.hidden_sizes}")
+
+
+def _validate_recurrent(cfg: Config) -> None:
+    p, ppo = cfg.policy, cfg.ppo
+    if p.recurrent_size < 1 or p.recurrent_layers < 1 or ppo.bptt_steps < 0:
+        raise UserError("policy.recurrent_size and recurrent_layers must be >= 1, ppo.bptt_steps >= 0")
+    if p.recurrent == "none":
+        return
+    if ppo.bptt_steps and ppo.num_steps % ppo.bptt_steps:
+        raise UserError(f"ppo.bptt_steps ({ppo.bptt_steps}) must divide ppo.num_steps ({ppo.num_steps})")
+    unsupported = {"baseline.type=factorized": cfg.baseline.type == "factorized",
+                   "arbiter.baseline": cfg.arbiter.baseline is not None,
+                   "ppo.smooth_temporal / smooth_spatial": ppo.smooth_temporal > 0 or ppo.smooth_spatial > 0,
+                   "ppo.recompute_adv": ppo.recompute_adv, "run.compile": cfg.run.compile,
+                   "curriculum.warmup_steps": bool(cfg.curriculum.demos and cfg.curriculum.warmup_steps)}
+    if used := [name for name, on in unsupported.items() if on]:
+        raise UserError(f"policy.recurrent={p.recurrent} does not work with {', '.join(used)} yet")
+
+
+def _validate_curriculum(cfg: Config) -> None:
+    c = cfg.curriculum
+    if min(c.window, c.start_back, c.backoff) < 1 or min(c.warmup_steps, c.extra_steps, c.min_episodes,
+                                                         c.eval_every, c.eval_episodes) < 0:
+        raise UserError("curriculum.window, start_back and backoff must be >= 1; warmup_steps, extra_steps, "
+                        "min_episodes, eval_every and eval_episodes >= 0")
+    for path, value in {"curriculum.threshold": c.threshold, "curriculum.frac_sample": c.frac_sample,
+                        "curriculum.solve_success": c.solve_success}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{path} must lie in [0, 1], got {value}")
+    if c.demos and cfg.env.vectorization == "envpool":
+        raise UserError("curriculum.demos needs env.vectorization sync or async: EnvPool cannot restore states")
+    if c.demos and c.warmup_steps and cfg.ppo.recompute_adv:
+        raise UserError("curriculum.warmup_steps drops replayed steps from the batch, which ppo.recompute_adv "
+                        "cannot follow: set one of them off")
+    if c.solve_success > 0 and c.eval_every <= 0:
+        raise UserError("curriculum.solve_success needs curriculum.eval_every > 0 (the evaluations decide it)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
+from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.config import Config
 from rlctl.envs.make import make_env
 from rlctl.envs.reward import RewardFn, RewardHook
@@ -23,12 +24,37 @@ from rlctl.spaces import SpaceAdapter
 
 @torch.no_grad()
 def act(agent: Policy, adapter: SpaceAdapter, obs: Any, deterministic: bool) -> Any:
-    """One env action for a single (unbatched) observation."""
+    """One env action for a single (unbatched) observation (feed-forward policies; see :class:`Chooser`)."""
     device = next(agent.parameters()).device
     x = torch.from_numpy(adapter.obs(np.asarray(obs)[None])).to(device)
     dist = agent.dist(agent.normalize_obs(x))
     action = dist.mode() if deterministic else dist.sample()
     return adapter.to_env(agent.to_env_action(action).cpu().numpy())[0]
+
+
+class Chooser:
+    """A policy's env action for each observation of one episode at a time: what :func:`play_episode` calls.
+
+    A recurrent policy keeps its state from step to step; :meth:`reset` (called by :func:`play_episode` at every
+    episode or life start) zeroes it. A feed-forward policy is :func:`act` each step."""
+
+    def __init__(self, agent: Policy, adapter: SpaceAdapter, deterministic: bool) -> None:
+        self.agent, self.adapter, self.deterministic = agent, adapter, deterministic
+        self.state: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self.state = None
+
+    @torch.no_grad()
+    def __call__(self, obs: Any) -> Any:
+        agent = self.agent
+        if not isinstance(agent, RecurrentActorCritic):
+            return act(agent, self.adapter, obs, self.deterministic)
+        x = torch.from_numpy(self.adapter.obs(np.asarray(obs)[None])).to(agent.action_low.device)
+        starts = torch.tensor([self.state is None])
+        state = agent.initial_state(1) if self.state is None else self.state
+        action, self.state = agent.act(x, state, starts.to(x.device), self.deterministic)
+        return self.adapter.to_env(action.cpu().numpy())[0]
 
 
 def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
@@ -42,9 +68,13 @@ def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
 
     Envs that report games (Atari, see :mod:`rlctl.envs.atari`) are played to the end of the game, through
     every lost life, and scored with the game's raw score and length (``info["game_return"]``).
-    ``before_step`` runs before each step (e.g. to render a frame).
+    ``before_step`` runs before each step (e.g. to render a frame). A ``choose`` with a ``reset()`` method (a
+    :class:`Chooser`) is reset at the episode's start and at every life's.
     """
+    reset = getattr(choose, "reset", None)
     obs, _ = env.reset(seed=seed)
+    if reset is not None:
+        reset()
     total, shaped_total, length = 0.0, 0.0, 0
     while True:
         if before_step is not None:
@@ -58,6 +88,8 @@ def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
         if info.get("game_over", True):
             break
         obs, _ = env.reset()  # a lost life: the game goes on
+        if reset is not None:
+            reset()
     if record is not None:
         record.setdefault("shaped", []).append(shaped_total)
         record.setdefault("success", []).append(bool(info["is_success"]) if "is_success" in info else None)
@@ -82,7 +114,7 @@ def evaluate_policy(
     record: dict[str, list[Any]] = {}
     try:
         for i in range(episodes):
-            total, length = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i,
+            total, length = play_episode(env, Chooser(agent, adapter, deterministic), seed + i,
                                          record=record)
             returns.append(total)
             lengths.append(length)
@@ -134,7 +166,7 @@ def record_video(
                 frames += 1
 
             for i in range(episodes):
-                total, _ = play_episode(env, lambda obs: act(agent, adapter, obs, deterministic), seed + i, frame)
+                total, _ = play_episode(env, Chooser(agent, adapter, deterministic), seed + i, frame)
                 returns.append(total)
         os.replace(tmp, out)
     finally:

@@ -10,8 +10,10 @@ from typing import NamedTuple
 
 import torch
 
-from rlctl.agents.cnn import CnnActorCritic, Policy
+from rlctl.agents.cnn import CnnActorCritic
+from rlctl.agents.policies import Policy
 from rlctl.agents.policy import ActorCritic
+from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.checkpoint import load_checkpoint
 from rlctl.config import Config, load_yaml
 from rlctl.device import fast_bf16
@@ -37,6 +39,14 @@ def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Pol
         kind = f"image observations {adapter.image_shape}" if image else f"vector observations ({adapter.obs_dim},)"
         raise UserError(f"policy.encoder={encoder} does not fit {kind} of {cfg.env.id}; "
                         f"use {'nature or impala' if image else 'mlp'} (or auto)")
+    if p.recurrent != "none":
+        if adapter.critic_only_obs:
+            raise UserError(f"{cfg.env.id}: critic-only observations need a feed-forward policy (policy.recurrent)")
+        if image and adapter.action.kind == "continuous":
+            raise UserError(f"{cfg.env.id}: CNN policies need discrete actions, got {adapter.action_space}")
+        return RecurrentActorCritic(adapter.obs_shape, adapter.action, p.recurrent, p.recurrent_size,
+                                    p.recurrent_layers, p.hidden_sizes, p.activation, encoder, p.normalize_obs,
+                                    p.clip_obs, p.log_std_init, p.ortho_init).to(device)
     if image:
         if adapter.critic_only_obs:
             raise UserError(f"{cfg.env.id}: critic-only observations need an MLP policy on vector observations")

@@ -79,10 +79,11 @@ ActorFactory = Callable[[Any], "tuple[Actor, Callable[[], None] | None]"]
 
 def policy_actor(agent: Any, adapter: Any) -> ActorFactory:
     """A trained policy as an actor factory: deterministic (mean) actions, raw observations in."""
-    from rlctl.evaluate import act
+    from rlctl.evaluate import Chooser
 
-    def factory(env: Any) -> tuple[Actor, None]:
-        return (lambda obs: act(agent, adapter, obs, True)), None
+    def factory(env: Any) -> tuple[Actor, Callable[[], None]]:
+        chooser = Chooser(agent, adapter, True)  # a recurrent policy's state, reset per episode
+        return chooser, chooser.reset
 
     return factory
 

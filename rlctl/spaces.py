@@ -104,11 +104,13 @@ def is_image_space(space: spaces.Space) -> bool:
     return True
 
 
-def rollout_for(adapter: SpaceAdapter, num_steps: int, num_envs: int, device: torch.device) -> Rollout:
-    """Rollout storage shaped for these spaces (uint8 frames for images)."""
+def rollout_for(adapter: SpaceAdapter, num_steps: int, num_envs: int, device: torch.device,
+                state_size: int = 0) -> Rollout:
+    """Rollout storage shaped for these spaces (uint8 frames for images; ``state_size``: a recurrent policy's)."""
     return Rollout.allocate(num_steps, num_envs, adapter.obs_shape, adapter.action.dim,
                             adapter.action.kind != "continuous", device,
-                            obs_dtype=torch.uint8 if adapter.image_shape is not None else torch.float32)
+                            obs_dtype=torch.uint8 if adapter.image_shape is not None else torch.float32,
+                            state_size=state_size)
 
 
 def _obs_dim(space: spaces.Space) -> int:

@@ -172,3 +172,36 @@ def test_the_mixture_is_evaluated_at_a_chosen_share_and_reports_who_acted() -> N
     assert baseline["learner_share"] == 0.0 and learner["learner_share"] == 1.0
     assert baseline["mean_return"] > -400 > -700 > learner["mean_return"]
     assert float(agent.obs_rms.count) == float(build_agent(cfg, adapter, CPU).obs_rms.count)  # the agent untouched
+
+
+def test_a_controllers_integrators_are_part_of_the_checkpoint() -> None:
+    from rlctl.envs.make import make_vector_env
+    from rlctl.sampling.baseline import Baseline
+
+    cfg = small_config("rlctl/QuadWaypoint-v0", arbiter={"baseline": "controller:pid"})
+    envs = make_vector_env(cfg.env.id, 1, "sync")
+    obs, _ = envs.reset(seed=0)
+    baseline = Baseline(cfg.arbiter, envs, 0)
+    baseline.reset(np.arange(1))
+    everyone = np.arange(1)
+
+    def fly(steps: int) -> list[np.ndarray]:
+        nonlocal obs
+        actions = []
+        for _ in range(steps):
+            action = baseline.act(everyone, obs)
+            actions.append(np.array(action))
+            obs, *_ = envs.step(action)
+        return actions
+
+    fly(20)  # the integrators are no longer zero
+    saved, saved_env, saved_obs = baseline.state_dict(), envs.get_attr("snapshot_state"), obs
+    first = fly(10)
+    baseline.reset(everyone)  # a fresh controller, as after a restart
+    baseline.load_state_dict(saved)
+    envs.set_attr("snapshot_state", saved_env)
+    obs = saved_obs
+    again = fly(10)
+    envs.close()
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)

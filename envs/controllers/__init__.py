@@ -40,6 +40,12 @@ def _push(env: gym.Env) -> Controller:
     return ArmPushController(env)
 
 
+def _reacher(env: gym.Env) -> Controller:
+    from rlctl.envs.controllers.reacher_ik import ReacherIKController
+
+    return ReacherIKController(env)
+
+
 def _energy(env: gym.Env) -> Controller:
     from rlctl.envs.controllers.pendulum_energy import PendulumEnergyController
 
@@ -51,6 +57,7 @@ CONTROLLERS: dict[str, tuple[Callable[[gym.Env], Controller], str]] = {
     "ik": (_ik, "inverse-kinematics reacher for rlctl/ArmReach*"),
     "push": (_push, "scripted pusher for rlctl/ArmPush*"),
     "energy": (_energy, "energy-based swing-up for Pendulum-v1"),
+    "reacher": (_reacher, "inverse kinematics + PD for Reacher-v5 and rlctl/ReacherSparse-v0"),
 }
 
 

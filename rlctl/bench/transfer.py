@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.seeds import table_seeds
-from rlctl.bench.stats import SPREAD, mean_std
-from rlctl.errors import UserError
+from rlctl.bench.experiment import curve, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, str]] = {
     "pendulum": ("Pendulum-v1", "controller:energy"),
@@ -77,19 +76,10 @@ def baseline_alone(task: str, episodes: int, seed: int) -> dict[str, Any]:
     return {"returns": returns, "success_rate": float(np.mean(successes)) if successes else None}
 
 
-def _curve(run: Path, tag: str) -> tuple[list[int], list[float]]:
-    from rlctl.logger import read_metrics
-
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if r["tag"] == tag]
-    return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
-
-
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
            command: str) -> None:
     """``agency-transfer.md`` and one learning-curve PNG per task, from the finished runs."""
-    lines = ["# Agency transfer: a working controller first, the learned policy after", "",
-             f"Command: `{command}` (add `--report-only` to rebuild this page from the runs)", "",
-             f"Statistic: {SPREAD}; seeds {seeds[0]}–{seeds[-1]} (table seeds, apart from any screening seed).",
+    lines = [*report_header("Agency transfer: a working controller first, the learned policy after", command, seeds),
              f"*Learner alone*: the final policy with the baseline disconnected, deterministic, {episodes} episodes "
              "(seeds 10000 + seed + i).",
              "*Mixture, transfer phase*: the mean training return of the episodes that ended before the baseline "
@@ -120,12 +110,12 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 finals.append(final["mean_return"])
                 if final.get("success_rate") is not None:
                     successes.append(final["success_rate"])
-                steps, train_returns = _curve(run, "charts/episodic_return")
+                steps, train_returns = curve(run, "charts/episodic_return")
                 end = TRANSFER_END * steps[-1]
                 mixture.append(statistics.mean(r for s, r in zip(steps, train_returns, strict=True) if s <= end))
                 last.append(statistics.mean(train_returns[-20:]))
                 tag = "charts/episodic_return" if variant == "ppo" else "eval/learner_return"
-                curves.setdefault(variant, []).append(_curve(run, tag))
+                curves.setdefault(variant, []).append(curve(run, tag))
             lines.append(f"| {variant} | {mean_std(finals, 1)} | {mean_std(successes, 2) if successes else '—'} | "
                          f"{mean_std(mixture, 1)} | {mean_std(last, 1)} | {done} |")
         lines += ["", f"![{task} learning curves](agency-transfer_{task}.png)", ""]
@@ -142,10 +132,7 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for variant, runs in curves.items():
-        grid = np.linspace(0, min(max(s) for s, _ in runs if s), 50)
-        values = np.stack([np.interp(grid, s, v) for s, v in runs if s])
-        ax.plot(grid, values.mean(0), label=f"{variant} ({len(values)} seeds)")
-        ax.fill_between(grid, values.min(0), values.max(0), alpha=0.15)
+        plot_band(ax, runs, variant)
     ax.axhline(baseline, color="k", linestyle="--", label="baseline alone")
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
@@ -157,38 +144,10 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m rlctl.bench.transfer", description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", default="pendulum", help=f"comma-separated, from {','.join(TASKS)}")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {','.join(VARIANTS)}")
-    p.add_argument("--seeds", type=int, default=5, help="table seeds 101, 102, … (default 5)")
-    p.add_argument("--steps", type=int, default=100_000, help="training budget per run (default 100000)")
-    p.add_argument("--eval-every", type=int, default=10_000, help="learner-alone evaluations (default 10000)")
-    p.add_argument("--episodes", type=int, default=20, help="final evaluation episodes (default 20)")
-    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
-    p.add_argument("--runs-dir", default="runs/bench-transfer", help="where the training runs go")
-    p.add_argument("--out", default="results", help="output directory (default results/)")
-    p.add_argument("--report-only", action="store_true", help="only rebuild the report")
-    args = p.parse_args(argv)
-    tasks, variants = [t for t in args.tasks.split(",") if t], [v for v in args.variants.split(",") if v]
-    try:
-        if bad := [t for t in tasks if t not in TASKS] + [v for v in variants if v not in VARIANTS]:
-            raise UserError(f"unknown tasks or variants {bad}")
-        if min(args.seeds, args.steps, args.eval_every, args.episodes, args.jobs) < 1:
-            raise UserError("--seeds, --steps, --eval-every, --episodes and --jobs must be positive")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    seeds, runs, out = table_seeds(args.seeds), Path(args.runs_dir), Path(args.out)
-    if not args.report_only:
-        train_matrix(tasks, variants, seeds, args.steps, args.eval_every, args.episodes, args.jobs, runs)
-    out.mkdir(parents=True, exist_ok=True)
-    command = (f"python -m rlctl.bench.transfer --tasks {args.tasks} --variants {args.variants} --seeds {args.seeds} "
-               f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} --jobs {args.jobs} "
-               f"--runs-dir {args.runs_dir} --out {args.out}")
-    report(tasks, variants, seeds, args.episodes, runs, out, command)
-    return 0
+    p = matrix_parser("python -m rlctl.bench.transfer", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
+                      "pendulum", (100_000, "training budget per run (default 100000)"),
+                      "learner-alone evaluations", 20, "runs/bench-transfer")
+    return run_matrix("rlctl.bench.transfer", p, argv, list(TASKS), list(VARIANTS), train_matrix, report, min_steps=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

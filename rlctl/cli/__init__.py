@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline-policy", metavar="SPEC",
                    help="a working controller that acts first and hands over to the learned policy: controller:NAME "
                         "(pid, ik, push, energy), a run directory, or sb3:PATH.zip (arbiter.baseline)")
+    p.add_argument("--demo", action="append", metavar="PATH",
+                   help="start episodes from this demonstration's states, moving back as the agent succeeds "
+                        "(rlctl demo record; repeat for several; curriculum.demos)")
     p.add_argument("--arbiter", choices=("prob", "calf", "jsrl", "residual"),
                    help="who acts at each step with --baseline-policy (arbiter.mode; default prob)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -102,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     from rlctl.cli.bench import add_parser as add_bench
+    from rlctl.cli.demo import add_parser as add_demo
     from rlctl.cli.export import add_parser as add_export
     from rlctl.cli.plot import add_parser as add_plot
     from rlctl.cli.refine import add_parser as add_refine
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_refine(sub)
     add_variance(sub)
+    add_demo(sub)
     return parser
 
 

@@ -45,6 +45,12 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--out", default="results", help="output directory (default results/)")
 
     _add_uav(bsub)
+    g = bsub.add_parser("gpu", help="the CUDA path: its tests, GPU vs CPU learner, GPU training runs (gpu.md)",
+                        description="Runs pytest -m cuda, times PPO updates on CPU and GPU (MLP and Nature CNN), and "
+                                    "trains HalfCheetah and Pong with process samplers and the GPU learner; writes "
+                                    "gpu.md. Exits 2 without a CUDA device.")
+    g.add_argument("--out", default="results", help="output directory (default results/)")
+    g.add_argument("--quick", action="store_true", help="only the first two training runs (about 3 minutes)")
     _add_suite(bsub)
 
     q = bsub.add_parser("report", help="rebuild returns tables and plots from finished runs")
@@ -54,6 +60,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    if args.bench_verb == "gpu":
+        from rlctl.bench.gpu import gpu_check
+
+        result = gpu_check(Path(args.out), Path.cwd(), args.quick)
+        print((Path(args.out) / "gpu.md").read_text(), end="")
+        return 0 if result["tests"].get("passed", True) else 1
     if args.bench_verb == "uav":
         from rlctl.bench.uav import run_cli as run_uav
 

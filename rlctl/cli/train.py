@@ -42,7 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           ("--seed", args.seed), ("--num-envs", args.num_envs),
                                           ("--backend", args.backend), ("--num-workers", args.num_workers),
                                           ("--run-dir", args.run_dir), ("--baseline-policy", args.baseline_policy),
-                                          ("--arbiter", args.arbiter)) if value is not None] + \
+                                          ("--arbiter", args.arbiter), ("--demo", args.demo))
+                 if value is not None] + \
             (["--set"] if args.set else [])
         if given:
             raise UserError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
@@ -72,6 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides.setdefault("arbiter", {})[key] = getattr(args, flag)
     if args.arbiter is not None and args.baseline_policy is None:
         raise UserError("--arbiter decides between a baseline and the learned policy: give --baseline-policy SPEC")
+    if args.demo:
+        overrides["curriculum"] = {"demos": list(args.demo)}
     for flag, key in (("backend", "sampler"), ("num_workers", "num_workers"), ("ray_address", "ray_address")):
         if getattr(args, flag) is not None:
             overrides.setdefault("run", {})[key] = getattr(args, flag)

@@ -450,6 +450,9 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if type(agent).__name__ == "RecurrentActorCritic":
+        raise UserError("recurrent policies (policy.recurrent) cannot be exported yet: an exported policy would need "
+                        "its state as an input and an output; evaluate them with rlctl eval")
     if not isinstance(agent, ActorCritic):
         raise UserError(f"export needs an rlctl ActorCritic policy, got {type(agent).__name__}")
     critic_only = agent.critic_only_obs

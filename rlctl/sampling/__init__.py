@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import torch
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.agents.rollout import Rollout
 from rlctl.config import Config, save_yaml
 from rlctl.envs.make import make_vector_env
@@ -20,6 +20,7 @@ from rlctl.sampling.collector import Collector, RolloutInfo
 from rlctl.sampling.inline import InlineSampler
 from rlctl.sampling.process import ProcessSampler
 from rlctl.sampling.ray_actors import RaySampler
+from rlctl.sampling.worker import start_settings
 from rlctl.spaces import SpaceAdapter
 
 
@@ -33,6 +34,8 @@ class Sampler(Protocol):
     * ``start_from(starts, now)`` — start the given envs' next episodes from snapshots
       (:mod:`rlctl.envs.snapshot`): at the next ``launch`` with ``now``, else at their next reset;
     * ``set_share(p)`` — the learner's share of the arbitration with a baseline (from the next ``launch``);
+    * ``set_env_attr(name, value)`` — set an attribute of every env (``envs.set_attr``; the wrapper that has it),
+      from the next ``launch`` on: how a demo curriculum moves its start point;
     * ``state_dict()`` / ``load_state_dict()`` — exact state for checkpoints (waits for a rollout in flight
       and keeps it, so a resumed run continues from precisely the same point).
     """
@@ -53,6 +56,7 @@ class Sampler(Protocol):
     def sync_stats(self, agent: Policy) -> None: ...
     def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None: ...
     def set_share(self, share: float) -> None: ...
+    def set_env_attr(self, name: str, value: Any) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -69,7 +73,7 @@ def make_sampler(cfg: Config, agent: Policy, adapter: SpaceAdapter, template: Ro
         return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
                               cfg.run.worker_timeout, cfg.run.max_worker_restarts, cfg.run.num_workers)
     envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
-                           cfg.env.max_episode_steps, reward_fn=reward_fn)
+                           cfg.env.max_episode_steps, reward_fn=reward_fn, starts=start_settings(cfg))
     baseline = make_arbiter_baseline(cfg, envs, cfg.run.seed)
     collector = Collector(envs, agent, adapter, cfg.ppo, device, baseline=baseline)
     collector.reset(cfg.run.seed)

@@ -13,10 +13,11 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 import torch
 
-from rlctl.agents.cnn import Policy
 from rlctl.agents.fast_inference import NumpyActorCritic
 from rlctl.agents.fast_inference import supports as supports_numpy
+from rlctl.agents.policies import Policy
 from rlctl.agents.policy import ActorCritic
+from rlctl.agents.recurrent import RecurrentActorCritic
 
 Array = Any  # np.ndarray on a CPU rollout, torch.Tensor on the learner's device otherwise
 
@@ -78,6 +79,33 @@ class NumpyActor:
 
     def logprobs_dims(self, norm_obs: Array, actions: np.ndarray) -> np.ndarray:
         return self.fast.logprobs_dims(np.asarray(norm_obs), actions)
+
+
+class RecurrentActor:
+    """A recurrent policy on its own device: one step for every env from the state the collector carries."""
+
+    def __init__(self, agent: RecurrentActorCritic, device: torch.device) -> None:
+        self.agent, self.device = agent, device
+        self.obs_rms = agent.obs_rms if agent.normalize_inputs else None
+
+    def act(self, obs: np.ndarray, state: torch.Tensor, starts: torch.Tensor) -> tuple[StepOut, torch.Tensor]:
+        """:meth:`PolicyActor.act` from ``state`` (zeroed where ``starts``); also returns the state after it."""
+        x = torch.from_numpy(obs).to(self.device)
+        if self.obs_rms is not None:
+            self.obs_rms.update(x)
+        norm_obs = self.agent.normalize_obs(x)
+        dist, values, state = self.agent.step(norm_obs, state, starts.to(self.device))
+        actions = dist.sample()
+        out = StepOut(norm_obs, actions, self.agent.to_env_action(actions), dist.log_prob_dims(actions), values)
+        return out, state
+
+    def value(self, obs: np.ndarray, state: torch.Tensor) -> torch.Tensor:
+        """V of (policy-ready) observations continuing from ``state`` (time-limit bootstrap)."""
+        norm_obs = self.agent.normalize_obs(torch.from_numpy(obs).to(self.device))
+        return self.agent.step(norm_obs, state, torch.zeros(len(obs), dtype=torch.bool, device=self.device))[1]
+
+    def logprobs_dims(self, norm_obs: Array, actions: np.ndarray) -> np.ndarray:
+        raise RuntimeError("a recurrent policy's log-probs depend on its state (arbiter baselines refuse it)")
 
 
 def policy_actor(agent: Policy, device: torch.device) -> PolicyActor:

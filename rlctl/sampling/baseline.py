@@ -14,6 +14,7 @@ policy trained on a dense task can drive its sparse variant).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +24,19 @@ import numpy as np
 from rlctl.agents import arbiter as arbitration
 from rlctl.config import ArbiterConfig, Config
 from rlctl.envs.controllers import Controller, make_controller
+from rlctl.envs.snapshot import is_plain
 from rlctl.errors import UserError
 
 
 class _PolicyController:
-    """A trained policy (rlctl or SB3) with the controller interface; stateless between steps."""
+    """A trained policy (rlctl or SB3) with the controller interface; a recurrent one's state is reset per episode."""
 
     def __init__(self, act: Any) -> None:
         self._act = act
 
     def reset(self) -> None:
-        pass
+        if callable(reset := getattr(self._act, "reset", None)):
+            reset()
 
     def act(self, obs: Any) -> Any:
         return self._act(obs)
@@ -48,12 +51,12 @@ def _check_spaces(spec: str, obs_space: gym.Space, action_space: gym.Space, env:
 
 
 def _rlctl_policy(spec: str, env: gym.Env) -> Controller:
-    from rlctl.evaluate import act
+    from rlctl.evaluate import Chooser
     from rlctl.runs import load_policy
 
     loaded = load_policy(spec)
     _check_spaces(spec, loaded.adapter.obs_space, loaded.adapter.action_space, env)
-    return _PolicyController(lambda obs: act(loaded.agent, loaded.adapter, obs, True))
+    return _PolicyController(Chooser(loaded.agent, loaded.adapter, True))
 
 
 def _sb3_policy(spec: str, env: gym.Env) -> Controller:
@@ -191,7 +194,8 @@ class Baseline:
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state, "share": self.share,
                 "certified_value": self.certified_value.copy(), "relax": self.relax.copy(),
-                "relax_init": self.relax_init.copy(), "first_episode": self.first_episode.copy()}
+                "relax_init": self.relax_init.copy(), "first_episode": self.first_episode.copy(),
+                "controllers": [_controller_state(c) for c in self.controllers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -199,6 +203,15 @@ class Baseline:
         for key in ("certified_value", "relax", "relax_init", "first_episode"):
             if key in state:
                 getattr(self, key)[:] = state[key]
+        for controller, saved in zip(self.controllers, state.get("controllers") or [], strict=False):
+            for name, value in saved.items():
+                setattr(controller, name, copy.deepcopy(value))
+
+
+def _controller_state(controller: Controller) -> dict[str, Any]:
+    """A controller's plain-data attributes (a PID's integrators, a pusher's phase, their gains): what a resumed
+    run needs to continue mid-episode as the uninterrupted run did. Objects (an env, a policy) are not state."""
+    return {name: copy.deepcopy(value) for name, value in vars(controller).items() if is_plain(value)}
 
 
 def make_arbiter_baseline(cfg: Config, envs: gym.vector.VectorEnv, seed: int) -> Baseline | None:

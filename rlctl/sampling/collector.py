@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from rlctl.agents.arbiter import residual_action
-from rlctl.agents.cnn import Policy
-from rlctl.agents.rollout import BASELINE_ACTOR, POLICY_ACTOR, Rollout
+from rlctl.agents.policies import Policy
+from rlctl.agents.recurrent import RecurrentActorCritic
+from rlctl.agents.rollout import BASELINE_ACTOR, DEMO_ACTOR, POLICY_ACTOR, Rollout
 from rlctl.config import PPOConfig
 from rlctl.envs.snapshot import IncompleteSnapshotError
-from rlctl.sampling.acting import PolicyActor, StepOut, policy_actor
+from rlctl.sampling.acting import PolicyActor, RecurrentActor, StepOut, policy_actor
 from rlctl.sampling.baseline import Baseline
 from rlctl.spaces import SpaceAdapter
 
@@ -44,6 +45,7 @@ class Episode:
     success: bool | None = None
     shaped_ret: float | None = None
     learner_share: float | None = None  # with a baseline: the fraction of the episode's steps the learner acted
+    start: tuple[int, bool, bool] | None = None  # with demo starts: (steps before the demo's end, success, own reset)
 
 
 @dataclass
@@ -57,15 +59,22 @@ class RolloutInfo:
 
     def to_plain(self) -> dict[str, Any]:
         """Lists and dicts only (checkpoints load without pickled classes)."""
-        return {"episodes": [[e.step, e.ret, e.length, e.success, e.shaped_ret, e.learner_share]
-                             for e in self.episodes],
+        return {"episodes": [[e.step, e.ret, e.length, e.success, e.shaped_ret, e.learner_share,
+                              list(e.start) if e.start is not None else None] for e in self.episodes],
                 "reward_components": dict(self.reward_components), "timing": dict(self.timing),
                 "arbiter": dict(self.arbiter)}
 
     @classmethod
     def from_plain(cls, data: dict[str, Any]) -> RolloutInfo:
-        return cls([Episode(int(e[0]), float(e[1]), int(e[2]), *e[3:6]) for e in data["episodes"]],
+        return cls([_episode(e) for e in data["episodes"]],
                    dict(data["reward_components"]), dict(data.get("timing", {})), dict(data.get("arbiter", {})))
+
+
+def _episode(e: list[Any]) -> Episode:
+    """An :class:`Episode` from :meth:`RolloutInfo.to_plain`'s list (older checkpoints have fewer fields)."""
+    success, shaped, share, start = (list(e[3:]) + [None] * 4)[:4]
+    return Episode(int(e[0]), float(e[1]), int(e[2]), success, shaped, share,
+                   (int(start[0]), bool(start[1]), bool(start[2])) if start is not None else None)
 
 
 class _RowWriter:
@@ -119,6 +128,13 @@ class Collector:
         self.disc_returns = np.zeros(n, dtype=np.float64)
         self.seed = 0  # the last reset's seed, and env steps since: new seeds for envs that cannot be restored
         self.steps_since_reset = 0
+        # A recurrent policy's state per env, carried across rollouts, and where it restarts (episode starts).
+        self.rnn: RecurrentActor | None = None
+        self.rnn_state: torch.Tensor | None = None
+        if isinstance(agent, RecurrentActorCritic):
+            self.rnn = RecurrentActor(agent, device)
+            self.rnn_state = agent.initial_state(n, device)
+        self.rnn_starts = torch.ones(n, dtype=torch.bool)
         self._warned_snapshot = False
 
     def reset(self, seed: int) -> None:
@@ -134,6 +150,7 @@ class Collector:
         self.ep_lengths[idx] = 0
         self.ep_learner_steps[idx] = 0
         self.disc_returns[idx] = 0.0
+        self.rnn_starts[torch.as_tensor(idx, dtype=torch.long)] = True
         if self.baseline is not None:
             self.baseline.reset(idx)
 
@@ -159,7 +176,12 @@ class Collector:
             self.next_obs[idx] = np.asarray(obs)[idx]
             self._new_episodes(idx)
 
-    def _bootstrap_values(self, obs: np.ndarray) -> torch.Tensor:
+    def _bootstrap_values(self, obs: np.ndarray, rows: Any = None) -> torch.Tensor:
+        """V(obs) of envs ``rows`` (all by default); a recurrent policy continues from their current state."""
+        if self.rnn is not None:
+            assert self.rnn_state is not None
+            state = self.rnn_state * (~self.rnn_starts).to(self.rnn_state)[:, None]
+            return self.rnn.value(self.adapter.obs(obs), state if rows is None else state[torch.as_tensor(rows)])
         return self.agent.value(self.agent.normalize_obs(torch.from_numpy(self.adapter.obs(obs)).to(self.device)))
 
     def _baseline_acts(self, out: StepOut, t: int, rollout: Rollout) -> np.ndarray:
@@ -215,7 +237,13 @@ class Collector:
         rollout.actor.fill_(POLICY_ACTOR)
 
         for t in range(num_steps):
-            out = self.actor.act(self.adapter.obs(self.next_obs))
+            if self.rnn is not None:  # the state before step t, then the step from it
+                assert self.rnn_state is not None
+                put(t, starts=self.rnn_starts, rnn_states=self.rnn_state)
+                out, self.rnn_state = self.rnn.act(self.adapter.obs(self.next_obs), self.rnn_state, self.rnn_starts)
+                self.rnn_starts = torch.zeros_like(self.rnn_starts)  # episodes that end below start again
+            else:
+                out = self.actor.act(self.adapter.obs(self.next_obs))
             put(t, obs=out.norm_obs, actions=out.actions, executed_actions=out.env_actions,
                 logprobs_dims=out.logprobs_dims, logprobs=out.logprobs_dims.sum(-1), values=out.values)
             env_actions = self._baseline_acts(out, t, rollout) if self.baseline is not None \
@@ -242,11 +270,15 @@ class Collector:
                 self.disc_returns[done] = 0.0
             put(t, rewards=learn_reward.astype(np.float32), terminated=np.asarray(terminated),
                 truncated=np.asarray(truncated))
+            if "demo_replay" in info:  # a demo's warm-up step (envs/demo_start.py): the demo acted, no loss sees it
+                replayed = np.nonzero(info["_demo_replay"])[0]
+                rollout.actor[t, torch.from_numpy(replayed).to(rollout.actor.device)] = DEMO_ACTOR
 
             # Time-limit bootstrap: V of the true final observation, not of the reset one.
             cut = np.nonzero(truncated & ~terminated)[0] if truncated.any() else ()
             if len(cut):
-                final_values.append((t, cut, self._bootstrap_values(np.stack([info["final_obs"][i] for i in cut]))))
+                final_obs = np.stack([info["final_obs"][i] for i in cut])
+                final_values.append((t, cut, self._bootstrap_values(final_obs, cut)))
 
             # With SAME_STEP autoreset, an episode's last step reports its info under "final_info".
             for source in (info, final_info):
@@ -266,11 +298,15 @@ class Collector:
                 success = None
                 if "is_success" in final_info and final_info["_is_success"][i]:
                     success = bool(final_info["is_success"][i])
+                start = None
+                if "demo_start" in final_info and final_info["_demo_start"][i]:
+                    d, won, own = (int(v) for v in final_info["demo_start"][i])
+                    start = (d, bool(won), bool(own))
                 if not by_game:
                     shaped = float(self.ep_shaped[i]) if env_reward is not None else None
                     share = float(self.ep_learner_steps[i] / self.ep_lengths[i]) if self.baseline else None
                     episodes.append(Episode(step_stamp, float(self.ep_returns[i]), int(self.ep_lengths[i]), success,
-                                            shaped, share))
+                                            shaped, share, start))
             if len(ended):
                 self._new_episodes(ended)
             if by_game:
@@ -306,6 +342,8 @@ class Collector:
             "seed": self.seed,
             "steps_since_reset": self.steps_since_reset,
             "baseline": self.baseline.state_dict() if self.baseline is not None else None,
+            "rnn_state": self.rnn_state.cpu().clone() if self.rnn_state is not None else None,
+            "rnn_starts": self.rnn_starts.clone(),
         }
 
     def _env_states(self) -> list[dict[str, Any] | None]:
@@ -333,6 +371,9 @@ class Collector:
         self.seed, self.steps_since_reset = int(state.get("seed", 0)), int(state.get("steps_since_reset", 0))
         if self.baseline is not None and state.get("baseline") is not None:
             self.baseline.load_state_dict(state["baseline"])
+        if self.rnn_state is not None and state.get("rnn_state") is not None:
+            self.rnn_state = torch.as_tensor(state["rnn_state"]).to(self.rnn_state.device)
+            self.rnn_starts = torch.as_tensor(state["rnn_starts"]).clone()
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.agents.rollout import Rollout
 from rlctl.sampling.collector import Collector, RolloutInfo
-from rlctl.sampling.worker import NextCollect, prepare
+from rlctl.sampling.worker import NextCollect, QueuesRequests, prepare
 
 
-class InlineSampler:
+class InlineSampler(QueuesRequests):
     """Collects in the calling thread with the learner's policy (no copy, no lag)."""
 
     policy_lag = 0
@@ -26,12 +26,6 @@ class InlineSampler:
 
     def sync_stats(self, agent: Policy) -> None:
         """Nothing to do: the collector updates the learner's own normalizers."""
-
-    def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.next.add(starts, now)
-
-    def set_share(self, share: float) -> None:
-        self.next.share = share
 
     def launch(self, global_step: int) -> None:
         prepare(self.collector, self.next.take(0, self.collector.envs.num_envs))

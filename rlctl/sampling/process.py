@@ -19,13 +19,14 @@ import cloudpickle
 import torch
 import torch.multiprocessing as tmp
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.agents.rollout import Rollout
 from rlctl.envs.errors import EnvError
 from rlctl.errors import UserError
 from rlctl.sampling.collector import RolloutInfo
 from rlctl.sampling.worker import (
     NextCollect,
+    QueuesRequests,
     RestartBudget,
     build_worker,
     combine_infos,
@@ -146,7 +147,7 @@ class _Worker:
                 self.proc.kill()
 
 
-class ProcessSampler:
+class ProcessSampler(QueuesRequests):
     """Collects in ``num_workers`` child processes into shared-memory rollouts; see the module docstring.
 
     Worker k steps envs ``[k·n, (k+1)·n)`` (n = num_envs / num_workers) and writes those columns of the
@@ -236,12 +237,6 @@ class ProcessSampler:
 
     def sync_stats(self, agent: Policy) -> None:
         copy_stats(agent, self.stats_in)
-
-    def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.next.add(starts, now)
-
-    def set_share(self, share: float) -> None:
-        self.next.share = share
 
     def state_dict(self) -> dict[str, Any]:
         pending = None

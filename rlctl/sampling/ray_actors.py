@@ -21,12 +21,13 @@ import cloudpickle
 import numpy as np
 import torch
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy, state_size
 from rlctl.agents.rollout import Rollout
 from rlctl.errors import UserError
 from rlctl.sampling.collector import RolloutInfo
 from rlctl.sampling.worker import (
     NextCollect,
+    QueuesRequests,
     RestartBudget,
     build_worker,
     combine_infos,
@@ -48,7 +49,7 @@ class _RayWorker:
                  num_steps: int) -> None:
         self.collector = build_worker(cfg_yaml, env_slice, seed, reward_fn_bytes)
         agent, adapter = self.collector.agent, self.collector.adapter
-        self.rollout = rollout_for(adapter, num_steps, env_slice[1], torch.device("cpu"))
+        self.rollout = rollout_for(adapter, num_steps, env_slice[1], torch.device("cpu"), state_size(agent))
         self.own = {k: v for k, v in agent.state_dict().items() if is_sampler_owned(k)}
 
     def collect(self, weights: dict[str, np.ndarray], stats: dict[str, np.ndarray], global_step: int,
@@ -83,7 +84,7 @@ def _import_ray(local: bool) -> Any:
     return ray
 
 
-class RaySampler:
+class RaySampler(QueuesRequests):
     """Same interface as the other samplers (publish / launch / wait / state_dict / load_state_dict)."""
 
     def __init__(self, cfg_yaml: str, agent: Policy, template: Rollout, seed: int, overlap: bool,
@@ -178,12 +179,6 @@ class RaySampler:
 
     def sync_stats(self, agent: Policy) -> None:
         copy_stats(agent, self.stats)
-
-    def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
-        self.next.add(starts, now)
-
-    def set_share(self, share: float) -> None:
-        self.next.share = share
 
     def state_dict(self) -> dict[str, Any]:
         pending = None

@@ -3,13 +3,15 @@ and combining the workers' slices of a rollout."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 import torch
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.agents.rollout import Rollout
+from rlctl.config import Config
+from rlctl.envs.demo_start import StartSettings
 from rlctl.sampling.collector import Collector, RolloutInfo
 
 # Buffers the sampler owns (it updates them while collecting); everything else flows learner → sampler.
@@ -19,6 +21,14 @@ _SAMPLER_OWNED = ("obs_rms.", "reward_scaler.")
 def is_sampler_owned(key: str) -> bool:
     """Whether a policy ``state_dict`` key is a normalizer statistic (updated by the samplers, not the learner)."""
     return key.startswith(_SAMPLER_OWNED)
+
+
+def start_settings(cfg: Config) -> StartSettings | None:
+    """The env layer's view of ``cfg.curriculum``: where episodes start (None without demos)."""
+    c = cfg.curriculum
+    if not c.demos:
+        return None
+    return StartSettings(tuple(c.demos), c.window, c.frac_sample, c.warmup_steps, c.extra_steps, c.start_back)
 
 
 def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None) -> Collector:
@@ -36,7 +46,7 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
     vectorization = "envpool" if cfg.env.vectorization == "envpool" else "sync"  # a worker is one process already
     envs = make_vector_env(cfg.env.id, count, vectorization, cfg.env.kwargs, cfg.env.max_episode_steps,
-                           reward_fn=reward_fn)
+                           reward_fn=reward_fn, starts=start_settings(cfg))
     adapter = adapter_for_env(envs)
     agent = build_agent(cfg, adapter, torch.device("cpu"))
     collector = Collector(envs, agent, adapter, cfg.ppo, torch.device("cpu"), steps_per_row=cfg.env.num_envs,
@@ -146,12 +156,14 @@ def unmerge_moments(whole: Moments, part: Moments) -> Moments:
 
 
 class NextCollect:
-    """What the trainer asks of the next collection: episode starts (``start_from``) and the learner's share
-    of the arbitration (``set_share``), held until the next launch hands each worker its part."""
+    """What the trainer asks of the next collection: episode starts (``start_from``), the learner's share
+    of the arbitration (``set_share``) and env attributes (``set_env_attr``), held until the next launch hands
+    each worker its part."""
 
     def __init__(self) -> None:
         self.starts: dict[bool, dict[int, dict[str, Any]]] = {True: {}, False: {}}
         self.share: float | None = None
+        self.env_attrs: dict[str, Any] = {}
 
     def add(self, starts: dict[int, dict[str, Any]], now: bool) -> None:
         self.starts[now].update(starts)
@@ -162,10 +174,10 @@ class NextCollect:
         for now, starts in self.starts.items():
             for i in [i for i in starts if first <= i < first + count]:
                 out[now][i - first] = starts.pop(i)
-        return {"starts": out, "share": self.share}
+        return {"starts": out, "share": self.share, "env_attrs": dict(self.env_attrs)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"starts": self.starts, "share": self.share}
+        return {"starts": self.starts, "share": self.share, "env_attrs": dict(self.env_attrs)}
 
     def load(self, state: dict[str, Any] | None) -> None:
         """What a checkpoint saved (none in checkpoints of older versions)."""
@@ -173,6 +185,23 @@ class NextCollect:
         starts = state.get("starts", {})
         self.starts = {True: dict(starts.get(True, {})), False: dict(starts.get(False, {}))}
         self.share = state.get("share")
+        self.env_attrs = dict(state.get("env_attrs", {}))
+
+
+class QueuesRequests:
+    """The :class:`~rlctl.sampling.Sampler` requests every sampler queues in its ``next`` (a :class:`NextCollect`)
+    until the next launch: episode starts, the arbitration share, env attributes."""
+
+    next: NextCollect
+
+    def start_from(self, starts: dict[int, dict[str, Any]], now: bool = True) -> None:
+        self.next.add(starts, now)
+
+    def set_share(self, share: float) -> None:
+        self.next.share = share
+
+    def set_env_attr(self, name: str, value: Any) -> None:
+        self.next.env_attrs[name] = value
 
 
 def prepare(collector: Collector, part: dict[str, Any]) -> None:
@@ -181,3 +210,5 @@ def prepare(collector: Collector, part: dict[str, Any]) -> None:
         collector.start_from(envs_starts, now=now)
     if part["share"] is not None and collector.baseline is not None:
         collector.baseline.set_share(part["share"])
+    for name, value in part.get("env_attrs", {}).items():  # the same value in every env (a curriculum's start)
+        cast(Any, collector.envs).set_attr(name, value)

@@ -26,8 +26,8 @@ from rlctl.agents.baselines import (
     fit_minibatches,
     predict_baselines,
 )
-from rlctl.agents.cnn import Policy
 from rlctl.agents.gae import compute_gae
+from rlctl.agents.policies import Policy
 from rlctl.agents.policy import ActorCritic
 from rlctl.agents.rollout import Rollout
 from rlctl.config import Config, PPOConfig

@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
-from rlctl.agents.cnn import Policy
-from rlctl.agents.ppo import MinibatchStep, ppo_update
-from rlctl.agents.rollout import BASELINE_ACTOR, Rollout
+from rlctl.agents.policies import Policy
+from rlctl.agents.ppo import MinibatchStep, ppo_update, recurrent_ppo_update
+from rlctl.agents.recurrent import RecurrentActorCritic
+from rlctl.agents.rollout import BASELINE_ACTOR, DEMO_ACTOR, Rollout
 from rlctl.config import Config
 from rlctl.train.advantages import AdvantageStage, make_advantage_stage
 from rlctl.train.optim import make_optimizer
@@ -45,10 +46,19 @@ class Learner:
     def update(self, rollout: Rollout) -> dict[str, float]:
         """Advantages, then ``update_epochs`` of minibatch steps; returns the update's statistics."""
         batch = self.advantages.batch(rollout)
+        replayed = batch["actor"] == DEMO_ACTOR
+        if bool(replayed.any()):  # a demo's warm-up steps: out of the policy, value and entropy terms alike
+            if self.advantages.refreshes:
+                raise RuntimeError("replayed demo steps cannot be dropped from a batch whose advantages are refreshed")
+            batch = {key: value[~replayed] for key, value in batch.items()}
         if self.weighted:
             baseline = (batch["actor"] == BASELINE_ACTOR).float()
             batch["policy_weight"], batch["imitation_weight"] = 1.0 - baseline, baseline
         stage = self.advantages
+        if isinstance(self.agent, RecurrentActorCritic):  # whole sequences from the stored states
+            shape = (rollout.rewards.shape[0], rollout.rewards.shape[1])
+            return recurrent_ppo_update(self.agent, self.optimizer, batch, shape, self.cfg.ppo,
+                                        self.cfg.ppo.bptt_steps, float(self.step.clip_coef)) | stage.stats()
         refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
         return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh) | stage.stats()
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlctl.agents.cnn import CnnActorCritic, Policy
+from rlctl.agents.cnn import CnnActorCritic
+from rlctl.agents.policies import Policy, state_size
 from rlctl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from rlctl.config import Config, save_yaml
 from rlctl.device import resolve_device, update_probe
@@ -32,6 +33,7 @@ from rlctl.reward import reward_record, run_reward
 from rlctl.runs import CHECKPOINT, CONFIG, build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
+from rlctl.train.curriculum import DemoCurriculum
 from rlctl.train.interrupt import GracefulStop
 from rlctl.train.learner import Learner
 from rlctl.train.metrics import UpdateMetrics
@@ -96,8 +98,9 @@ def train(
         agent = build_agent(cfg, adapter, where)
         learner = Learner(cfg, agent)
         transfer = AgencyTransfer(cfg) if cfg.arbiter.baseline is not None else None
-        sampler = make_sampler(cfg, agent, adapter, rollout_for(adapter, cfg.ppo.num_steps, cfg.env.num_envs, where),
-                               where, reward_fn)
+        curriculum = DemoCurriculum(cfg) if cfg.curriculum.demos else None
+        rollout = rollout_for(adapter, cfg.ppo.num_steps, cfg.env.num_envs, where, state_size(agent))
+        sampler = make_sampler(cfg, agent, adapter, rollout, where, reward_fn)
         try:
             start_update, global_step, last_log = 0, 0, 0
             if ckpt is not None:
@@ -106,6 +109,8 @@ def train(
                 set_rng_state(ckpt["rng"])
                 if transfer is not None:
                     transfer.load_state_dict(ckpt.get("transfer"))
+                if curriculum is not None:
+                    curriculum.load_state_dict(ckpt.get("curriculum"))
                 start_update, global_step, last_log = ckpt["update"], ckpt["global_step"], ckpt["last_log"]
             else:
                 atomic_write_text(run_dir / CONFIG, save_yaml(cfg))
@@ -129,11 +134,14 @@ def train(
                     "last_log": metrics.last_log, "obs_space": repr(adapter.obs_space),
                     "action_space": repr(adapter.action_space), "reward": reward_record(reward),
                     "transfer": transfer.state_dict() if transfer is not None else None,
+                    "curriculum": curriculum.state_dict() if curriculum is not None else None,
                 })
 
             def launch(step: int) -> None:
                 if transfer is not None:  # the learner's share of the arbitration for this rollout
                     sampler.set_share(transfer.share(step))
+                if curriculum is not None:  # where this rollout's new episodes start in the demos
+                    sampler.set_env_attr("demo_back", curriculum.launch_back())
                 sampler.launch(step)
 
             last_ckpt = global_step
@@ -159,11 +167,16 @@ def train(
 
                 if transfer is not None:
                     schedule = schedule | transfer.after_update(agent, adapter, global_step)
+                solved = False
+                if curriculum is not None:
+                    schedule = schedule | curriculum.observe(info.episodes)
+                    curriculum_scalars, solved = curriculum.after_update(agent, adapter, global_step)
+                    schedule = schedule | curriculum_scalars
                 scalars = metrics.record(global_step, info, stats, schedule, sampler, wait_s, update_s, last_update)
                 bar.update(global_step, metrics.recent_return)
                 stop = bool(on_update(scalars | {"global_step": global_step,
                                                  "recent_return": metrics.recent_return})) if on_update else False
-                stop = stop or interrupt.requested
+                stop = stop or interrupt.requested or solved
                 if global_step - last_ckpt >= cfg.run.checkpoint_every or last_update or stop:
                     checkpoint(update + 1)
                     last_ckpt = global_step
@@ -173,7 +186,11 @@ def train(
             if interrupt.requested:
                 print(f"rlctl: stopped at step {global_step}; checkpoint written to {run_dir / CHECKPOINT} "
                       f"(continue with: rlctl train --resume {run_dir})", file=sys.stderr, flush=True)
-            final_eval = _final_eval(cfg, agent, adapter, run_dir, logger, global_step, reward_fn)
+            if curriculum is not None and curriculum.solved:
+                print(f"rlctl: solved from the env's own initial states at step {global_step} (curriculum."
+                      f"solve_success={cfg.curriculum.solve_success}); stopping", flush=True)
+            done = global_step >= cfg.num_updates * cfg.batch_size or (curriculum is not None and curriculum.solved)
+            final_eval = _final_eval(cfg, agent, adapter, run_dir, logger, global_step, reward_fn) if done else None
             logger.close()
             return TrainResult(run_dir, global_step, metrics.all_returns, final_eval, agent)
         finally:
@@ -202,8 +219,9 @@ def _announce(cfg: Config, agent: Policy, device: torch.device, why: str, resume
 
 def _final_eval(cfg: Config, agent: Policy, adapter: SpaceAdapter, run_dir: Path, logger: MetricsLogger,
                 global_step: int, reward_fn: RewardFn | None) -> dict[str, Any] | None:
-    """The deterministic evaluation of a run that reached its budget (``run.eval_episodes`` episodes)."""
-    if cfg.run.eval_episodes <= 0 or global_step < cfg.num_updates * cfg.batch_size:
+    """The deterministic evaluation of a run that reached its budget or solved its task (``run.eval_episodes``
+    episodes)."""
+    if cfg.run.eval_episodes <= 0:
         return None
     result = evaluate_policy(agent, adapter, cfg, cfg.run.eval_episodes, deterministic=True, seed=cfg.run.seed + 10_000,
                              reward_fn=reward_fn)

@@ -32,6 +32,9 @@ class UpdateMetrics:
         """Log the rollout's episodes now and the update's scalars when due; returns the scalars."""
         logger = self.logger
         for ep in info.episodes:
+            if ep.start is not None and not ep.start[2]:  # began at a demo state: a partial episode, not a return
+                logger.scalar("curriculum/episodic_return", ep.ret, ep.step)
+                continue
             logger.scalar("charts/episodic_return", ep.ret, ep.step)
             logger.scalar("charts/episodic_length", ep.length, ep.step)
             if ep.shaped_ret is not None:  # a reward hook replaced the env's reward: its return too
@@ -41,7 +44,8 @@ class UpdateMetrics:
             self.recent.append(ep.ret)
             self.all_returns.append(ep.ret)
         scalars = {f"losses/{k}": v for k, v in stats.items() if k != "epochs"}
-        successes = [ep.success for ep in info.episodes if ep.success is not None]
+        successes = [ep.success for ep in info.episodes
+                     if ep.success is not None and (ep.start is None or ep.start[2])]
         if successes:  # envs that report info["is_success"] (goal-reaching tasks)
             scalars["charts/success_rate"] = float(np.mean(successes))
         scalars["losses/update_epochs"] = stats["epochs"]

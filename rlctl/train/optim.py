@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.agents.ppo import MinibatchStep
 from rlctl.config import Config
 from rlctl.runs import build_agent

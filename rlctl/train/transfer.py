@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from rlctl.agents.arbiter import gate_level, transfer_share
-from rlctl.agents.cnn import Policy
+from rlctl.agents.policies import Policy
 from rlctl.config import Config, with_overrides
 from rlctl.envs.make import make_vector_env
 from rlctl.errors import UserError

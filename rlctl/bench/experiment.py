@@ -1,0 +1,104 @@
+"""What the task × variant × seed experiment scripts share (:mod:`.transfer`, :mod:`.curriculum`): their command
+line, reading a run's curves, and mean-with-range curve plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlctl.errors import UserError
+
+Curve = tuple[list[int], list[float]]
+
+
+def matrix_parser(prog: str, description: str, tasks: list[str], variants: list[str], default_tasks: str,
+                  steps: tuple[int, str], eval_help: str, episodes: int, runs_dir: str) -> argparse.ArgumentParser:
+    """The options every experiment script takes; ``steps`` is (default, help)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--tasks", default=default_tasks, help=f"comma-separated, from {','.join(tasks)}")
+    p.add_argument("--variants", default=",".join(variants), help=f"comma-separated, from {','.join(variants)}")
+    p.add_argument("--seeds", type=int, default=5, help="table seeds 101, 102, … (default 5)")
+    p.add_argument("--steps", type=int, default=steps[0], help=steps[1])
+    p.add_argument("--eval-every", type=int, default=10_000, help=f"{eval_help} (default 10000)")
+    p.add_argument("--episodes", type=int, default=episodes, help=f"final evaluation episodes (default {episodes})")
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default 2)")
+    p.add_argument("--runs-dir", default=runs_dir, help="where the training runs go")
+    p.add_argument("--out", default="results", help="output directory (default results/)")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    return p
+
+
+def parse_matrix(args: argparse.Namespace, tasks: list[str], variants: list[str],
+                 min_steps: int = 0) -> tuple[list[str], list[str]] | None:
+    """The chosen tasks and variants, or None after printing one ``error:`` line (a bad name or count)."""
+    chosen_tasks = [t for t in args.tasks.split(",") if t]
+    chosen_variants = [v for v in args.variants.split(",") if v]
+    try:
+        if bad := [t for t in chosen_tasks if t not in tasks] + [v for v in chosen_variants if v not in variants]:
+            raise UserError(f"unknown tasks or variants {bad}")
+        if min(args.seeds, args.eval_every, args.episodes, args.jobs) < 1 or args.steps < min_steps:
+            raise UserError(f"--seeds, --eval-every, --episodes and --jobs must be positive, --steps >= {min_steps}")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    return chosen_tasks, chosen_variants
+
+
+def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | None, tasks: list[str],
+               variants: list[str], train_matrix: Callable[..., None], report: Callable[..., None],
+               min_steps: int = 0, after: Callable[..., None] | None = None) -> int:
+    """An experiment script's ``main``: parse, train what is missing (``train_matrix``), write the report; then
+    ``after(args, tasks, variants, seeds)`` if given."""
+    from rlctl.bench.seeds import table_seeds
+
+    args = parser.parse_args(argv)
+    chosen = parse_matrix(args, tasks, variants, min_steps)
+    if chosen is None:
+        return 2
+    seeds, runs, out = table_seeds(args.seeds), Path(args.runs_dir), Path(args.out)
+    if not args.report_only:
+        train_matrix(*chosen, seeds, args.steps, args.eval_every, args.episodes, args.jobs, runs)
+    out.mkdir(parents=True, exist_ok=True)
+    report(*chosen, seeds, args.episodes, runs, out, matrix_command(module, args))
+    if after is not None:
+        after(args, *chosen, seeds)
+    return 0
+
+
+def matrix_command(module: str, args: argparse.Namespace) -> str:
+    """The command line that reproduces this experiment, for the report."""
+    return (f"python -m {module} --tasks {args.tasks} --variants {args.variants} --seeds {args.seeds} "
+            f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} --jobs {args.jobs} "
+            f"--runs-dir {args.runs_dir} --out {args.out}")
+
+
+def report_header(title: str, command: str, seeds: list[int]) -> list[str]:
+    """A report's first lines: title, the command that rebuilds it, the statistic and the seeds."""
+    from rlctl.bench.stats import SPREAD
+
+    return [f"# {title}", "", f"Command: `{command}` (add `--report-only` to rebuild this page from the runs)", "",
+            f"Statistic: {SPREAD}; seeds {seeds[0]}–{seeds[-1]} (table seeds, apart from any screening seed)."]
+
+
+def curve(run: Path, tag: str) -> Curve:
+    """Steps and values of one logged scalar of a run."""
+    from rlctl.logger import read_metrics
+
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if r["tag"] == tag]
+    return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
+
+
+def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None) -> None:
+    """The mean over runs on a common step grid (up to the shortest run), with the min–max range shaded."""
+    runs = [(s, v) for s, v in runs if s]
+    if not runs:
+        return
+    grid = np.linspace(0, min(max(s) for s, _ in runs), 50)
+    values = np.stack([np.interp(grid, s, v) for s, v in runs])
+    ax.plot(grid, values.mean(0), label=f"{label} ({len(values)} seeds)", color=color)
+    ax.fill_between(grid, values.min(0), values.max(0), alpha=0.15, color=color)
