@@ -273,9 +273,7 @@ def ppo_update(
     if params.norm_adv and mb < 2:
         raise ValueError("advantage normalization needs minibatch_size >= 2")
     step = step or MinibatchStep(agent, optimizer, params)
-    totals: dict[str, torch.Tensor] = {}
-    count = 0
-    epochs_done = 0
+    log = _EpochLog(batch["obs"].device)
     for epoch in range(params.update_epochs):
         if refresh is not None and epoch > 0:
             refresh(batch)
@@ -283,22 +281,42 @@ def ppo_update(
         # One gather per epoch, then contiguous slices: the same minibatches as indexing each one,
         # without six small gathers per gradient step.
         shuffled = {key: batch[key][order] for key in step.keys}
-        epoch_kl = torch.zeros((), device=batch["obs"].device)
-        epoch_mbs = 0
         for start in range(0, size - mb + 1, mb):
-            stats = step(shuffled, slice(start, start + mb))
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            count += 1
-            epoch_kl += stats["approx_kl"]
-            epoch_mbs += 1
-        epochs_done += 1
-        if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
+            log.add(step(shuffled, slice(start, start + mb)))
+        if log.end_epoch(params.target_kl):
             break
-    out = {key: (value / max(count, 1)).item() for key, value in totals.items()}
-    out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
-    out["epochs"] = float(epochs_done)
-    return out
+    return log.result(batch["values"], batch["returns"])
+
+
+class _EpochLog:
+    """An update's bookkeeping: sums of the minibatch statistics, and the epoch's mean approximate KL that
+    ``target_kl`` stops the remaining epochs on (CleanRL checks per epoch; SB3 per minibatch at 1.5× the target)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.totals: dict[str, torch.Tensor] = {}
+        self.count, self.epochs = 0, 0
+        self.epoch_kl, self.epoch_mbs = torch.zeros((), device=device), 0
+
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            self.totals[key] = self.totals.get(key, 0.0) + value
+        self.count += 1
+        self.epoch_kl += stats["approx_kl"]
+        self.epoch_mbs += 1
+
+    def end_epoch(self, target_kl: float | None) -> bool:
+        """Close an epoch; whether to stop (its mean approximate KL exceeded ``target_kl``)."""
+        self.epochs += 1
+        stop = target_kl is not None and (self.epoch_kl / max(self.epoch_mbs, 1)).item() > target_kl
+        self.epoch_kl, self.epoch_mbs = torch.zeros((), device=self.device), 0
+        return stop
+
+    def result(self, values: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        out = {key: (value / max(self.count, 1)).item() for key, value in self.totals.items()}
+        out["explained_variance"] = explained_variance(values, returns)
+        out["epochs"] = float(self.epochs)
+        return out
 
 
 def recurrent_ppo_update(
@@ -337,12 +355,9 @@ def recurrent_ppo_update(
     states = batch["rnn_states"].view(chunks, length, envs, -1)[:, 0].reshape(chunks * envs, -1)
     count = chunks * envs
     per_minibatch = max(1, params.minibatch_size // length)
-    totals: dict[str, torch.Tensor] = {}
-    updates, epochs_done = 0, 0
+    log = _EpochLog(states.device)
     for _ in range(params.update_epochs):
         order = torch.randperm(count, device=states.device)
-        epoch_kl = torch.zeros((), device=states.device)
-        epoch_mbs = 0
         for start in range(0, count - per_minibatch + 1, per_minibatch):
             idx = order[start:start + per_minibatch]
             part = {key: value[:, idx].flatten(0, 1) for key, value in seq.items() if key not in ("obs", "starts")}
@@ -357,15 +372,7 @@ def recurrent_ppo_update(
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), params.max_grad_norm)
             optimizer.step()
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
-            updates += 1
-            epoch_kl += stats["approx_kl"]
-            epoch_mbs += 1
-        epochs_done += 1
-        if params.target_kl is not None and (epoch_kl / max(epoch_mbs, 1)).item() > params.target_kl:
+            log.add(stats)
+        if log.end_epoch(params.target_kl):
             break
-    out = {key: (value / max(updates, 1)).item() for key, value in totals.items()}
-    out["explained_variance"] = explained_variance(batch["values"], batch["returns"])
-    out["epochs"] = float(epochs_done)
-    return out
+    return log.result(batch["values"], batch["returns"])
