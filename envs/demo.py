@@ -172,21 +172,23 @@ def demo_arrays(meta: dict[str, Any], episodes: list[dict[str, np.ndarray]]) -> 
     return arrays
 
 
-_CACHE: dict[tuple[str, float, int], Demo] = {}
+_CACHE: dict[str, tuple[tuple[float, int], Demo]] = {}  # path → (mtime, size) of the version read, and it
 
 
 def load_demo(path: str | Path) -> Demo:
     """Read a demo file; :class:`DemoError` with one line for anything that is not a valid rlctl demo.
 
-    Loads are cached per process (every env of a vector env reads the same file)."""
+    Loads are cached per process and file (every env of a vector env reads the same files); a file changed on
+    disk is read again."""
     path = Path(path)
     try:
         stat = path.stat()
     except OSError:
         raise DemoError(f"demo {path}: no such file") from None
-    key = (str(path.resolve()), stat.st_mtime, stat.st_size)
-    if key in _CACHE:
-        return _CACHE[key]
+    name, version = str(path.resolve()), (stat.st_mtime, stat.st_size)
+    cached = _CACHE.get(name)
+    if cached is not None and cached[0] == version:
+        return cached[1]
     try:
         with np.load(path, allow_pickle=False) as data:
             files = {name: data[name] for name in data.files}
@@ -197,8 +199,7 @@ def load_demo(path: str | Path) -> Demo:
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise DemoError(f"demo {path}: not a readable .npz file, truncated or corrupt ({exc})") from None
     demo = _parse(files, path)
-    _CACHE.clear()  # keep one demo file per key pattern in memory, not every version ever read
-    _CACHE[key] = demo
+    _CACHE[name] = (version, demo)  # one version per file: an older one is dropped
     return demo
 
 

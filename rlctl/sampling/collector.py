@@ -150,7 +150,8 @@ class Collector:
         self.ep_lengths[idx] = 0
         self.ep_learner_steps[idx] = 0
         self.disc_returns[idx] = 0.0
-        self.rnn_starts[torch.as_tensor(idx, dtype=torch.long)] = True
+        if self.rnn is not None:
+            self.rnn_starts[torch.as_tensor(idx, dtype=torch.long)] = True
         if self.baseline is not None:
             self.baseline.reset(idx)
 
