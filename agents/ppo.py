@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from rlctl.agents.distributions import Distribution
 from rlctl.agents.policies import Policy
 from rlctl.agents.recurrent import RecurrentActorCritic
 
@@ -368,6 +369,9 @@ def recurrent_ppo_update(
                 new_values=values, old_values=part["values"], returns=part["returns"], entropy=dist.entropy(),
                 clip_coef=clip, clip_vloss=params.clip_vloss, ent_coef=params.ent_coef,
                 vf_coef=params.vf_coef)
+            if params.smooth_temporal > 0 or params.smooth_spatial > 0:
+                loss = loss + _sequence_smoothness(agent, dist, seq["obs"][:, idx], states[idx], seq["starts"][:, idx],
+                                                   params, stats)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), params.max_grad_norm)
@@ -376,3 +380,20 @@ def recurrent_ppo_update(
         if log.end_epoch(params.target_kl):
             break
     return log.result(batch["values"], batch["returns"])
+
+
+def _sequence_smoothness(agent: RecurrentActorCritic, dist: Distribution, obs: torch.Tensor, state: torch.Tensor,
+                         starts: torch.Tensor, params: PPOParams, stats: dict[str, torch.Tensor]) -> torch.Tensor:
+    """CAPS on sequences (:func:`smoothness_penalties`): the temporal pairs are consecutive steps of a sequence
+    that no episode start separates; the spatial copy replays the sequence on perturbed observations from the same
+    stored state, so the memory sees the perturbation too (a recurrent policy's mean depends on the past)."""
+    length, batch = obs.shape[:2]
+    mean = dist.mode().view(length, batch, -1)
+    next_valid = (~starts[1:].bool()).to(mean.dtype).flatten() if params.smooth_temporal > 0 else None
+    next_mean = mean[1:].flatten(0, 1) if params.smooth_temporal > 0 else None
+    near_mean = agent.sequence(obs + params.smooth_sigma * torch.randn_like(obs), state, starts)[0].mode() \
+        if params.smooth_spatial > 0 else None
+    temporal, _ = smoothness_penalties(mean[:-1].flatten(0, 1), next_mean, next_valid)
+    _, spatial = smoothness_penalties(mean.flatten(0, 1), near_mean=near_mean)
+    stats["smooth_temporal"], stats["smooth_spatial"] = temporal.detach(), spatial.detach()
+    return params.smooth_temporal * temporal + params.smooth_spatial * spatial

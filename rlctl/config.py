@@ -480,7 +480,6 @@ def _validate_recurrent(cfg: Config) -> None:
         raise UserError(f"ppo.bptt_steps ({ppo.bptt_steps}) must divide ppo.num_steps ({ppo.num_steps})")
     unsupported = {"baseline.type=factorized": cfg.baseline.type == "factorized",
                    "arbiter.baseline": cfg.arbiter.baseline is not None,
-                   "ppo.smooth_temporal / smooth_spatial": ppo.smooth_temporal > 0 or ppo.smooth_spatial > 0,
                    "ppo.recompute_adv": ppo.recompute_adv, "run.compile": cfg.run.compile,
                    "curriculum.warmup_steps": bool(cfg.curriculum.demos and cfg.curriculum.warmup_steps)}
     if used := [name for name, on in unsupported.items() if on]:

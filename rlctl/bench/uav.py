@@ -30,6 +30,10 @@ from rlctl.errors import UserError
 
 TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0", "gates": "rlctl/QuadGates-v0"}
 EVAL_SETS = ["nominal", "randomized", "held-out"]
+POLICIES = {"mlp": [], "lstm": ["policy.recurrent=lstm", "ppo.bptt_steps=32"], "gru": ["policy.recurrent=gru",
+                                                                                       "ppo.bptt_steps=32"]}
+"""``--policies``: the settings each policy kind trains with on top of the task's preset (a recurrent policy
+trains on 32-step sequences: 8 per env and rollout, 16 to a minibatch of the preset's 512 steps)."""
 EVAL_SEED = 10_000
 
 
@@ -43,6 +47,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if bad or not train_sets:
         raise UserError(f"unknown --train-sets {bad}; choose from nominal, randomized" if bad
                         else "--train-sets names no training set; choose from nominal, randomized")
+    policies = [p for p in args.policies.split(",") if p]
+    bad = [p for p in policies if p not in POLICIES]
+    if bad or not policies:
+        raise UserError(f"unknown --policies {bad}; choose from {', '.join(POLICIES)}")
     checks.positive(seeds=args.seeds, steps=args.steps, jobs=args.jobs, episodes=args.episodes,
                     randomized_factor=args.randomized_factor)
     checks.env_ids([TASKS[t] for t in tasks], "--tasks")
@@ -50,7 +58,8 @@ def run_cli(args: argparse.Namespace) -> int:
     summaries = out / "runs" / "uav"
     summaries.mkdir(parents=True, exist_ok=True)
     runs.mkdir(parents=True, exist_ok=True)
-    todo = [(task, ts, seed) for task in tasks for seed in table_seeds(args.seeds) for ts in train_sets]
+    todo = [(task, _row(ts, policy), seed) for task in tasks for seed in table_seeds(args.seeds) for policy in policies
+            for ts in train_sets]
     if args.report_only:
         report(out, summaries, runs, args)
         return 0
@@ -60,8 +69,30 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _name(task: str, train_set: str, seed: int) -> str:
-    return f"{task}__{train_set}__s{seed}"
+def _name(task: str, row: str, seed: int) -> str:
+    return f"{task}__{row}__s{seed}"
+
+
+def _row(train_set: str, policy: str) -> str:
+    """A table row's key: the training set, suffixed with the policy kind unless it is the feed-forward ``mlp``
+    (``randomized``, ``randomized-lstm``); run and summary names carry it."""
+    return train_set if policy == "mlp" else f"{train_set}-{policy}"
+
+
+ROWS = [_row(train_set, policy) for policy in POLICIES for train_set in ("nominal", "randomized")]
+"""the table's PPO rows, in order"""
+
+
+def _label(row: str) -> str:
+    """The controller column: ``PPO`` (feed-forward), ``PPO (LSTM)``."""
+    policy = _split_row(row)[1]
+    return "PPO" if policy == "mlp" else f"PPO ({policy.upper()})"
+
+
+def _split_row(row: str) -> tuple[str, str]:
+    """``randomized-lstm`` → (``randomized``, ``lstm``)."""
+    train_set, _, policy = row.partition("-")
+    return train_set, policy or "mlp"
 
 
 def _env_kwargs(task: str) -> dict[str, Any]:
@@ -98,12 +129,13 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
     from rlctl.config import resolve_config
 
     claimed = []
-    for task, train_set, seed in todo:
-        name = _name(task, train_set, seed)
+    for task, row, seed in todo:
+        name = _name(task, row, seed)
+        train_set, policy = _split_row(row)
         budget = _budget(task, train_set, steps, factor)
         done = summaries / f"{name}.train.json"
         sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", f"env.kwargs.sim2real={train_set}",
-                "run.eval_episodes=0"]  # what the run is given, and what a finished one is checked against
+                "run.eval_episodes=0", *POLICIES[policy]]  # what the run is given, and what a finished one is checked against
         changed = _changed_since(runs / name, task, sets) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
@@ -250,7 +282,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         if not pid_path.exists():
             continue
         pid = json.loads(pid_path.read_text())["results"]["pid"]
-        files = {train_set: _row_files(summaries, task, train_set) for train_set in ("nominal", "randomized")}
+        files = {row: _row_files(summaries, task, row) for row in ROWS}
         evals_by_set = {train_set: [json.loads(p.read_text())["results"]["policy"] for p in paths]
                         for train_set, (paths, _) in files.items()}
         seeds_of = {train_set: [_seed(p) for p in paths] for train_set, (paths, _) in files.items()}
@@ -286,7 +318,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
             interval = " [{:.2f}, {:.2f}]".format(*gap_interval(evals)) if len(gaps) > 1 else ""
             mark = " ‡" if (task, train_set) in provisional else ""
-            lines.append(f"| PPO | {train_set} | {len(evals)} ({span(seeds_of[train_set])}){mark} | "
+            lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | {len(evals)} ({span(seeds_of[train_set])}){mark} | "
                          f"{_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
                          f"{statistics.mean(times):.2f} | {fails} |")
@@ -296,7 +328,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         for train_set, evals in evals_by_set.items():
             if evals:
                 cells = [_cell([_no_crash(e[lv]) for e in evals]) for lv in EVAL_SETS]
-                lines.append(f"| PPO | {train_set} | {' | '.join(cells)} |")
+                lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | {' | '.join(cells)} |")
         lines.append("")
         _plot_curves(task, runs, out / f"uav_{task}_curves.png")
         lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
@@ -351,7 +383,7 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
     from rlctl.logger import read_metrics
 
     found: dict[str, list[np.ndarray]] = {}
-    for train_set in ("nominal", "randomized"):
+    for train_set in ROWS:
         curves = found.setdefault(train_set, [])
         dirs = [d for d in runs.glob(f"{task}__{train_set}__s*") if d.is_dir()]
         for run in sorted([d for d in dirs if is_table_seed(_seed(d))] or dirs):  # the table's seeds, as its rows
@@ -364,7 +396,8 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
     if not any(found.values()):
         return
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for train_set, color in (("nominal", "tab:blue"), ("randomized", "tab:orange")):
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    for train_set, color in zip(ROWS, colors, strict=True):
         curves = found[train_set]
         if not curves:
             continue
@@ -372,7 +405,7 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
         # a 5-point moving average, edges padded with their own values (zero padding would dip at the ends)
         smooth = [np.convolve(np.pad(c[:, 1], 2, mode="edge"), np.ones(5) / 5, mode="valid") for c in curves]
         arr = np.vstack([np.interp(grid, c[:, 0], y) for c, y in zip(curves, smooth, strict=True)])
-        ax.plot(grid, arr.mean(0), color=color, label=f"PPO trained on {train_set} ({len(curves)} seeds)")
+        ax.plot(grid, arr.mean(0), color=color, label=f"{_label(train_set)} trained on {_split_row(train_set)[0]} ({len(curves)} seeds)")
         ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("training success rate")

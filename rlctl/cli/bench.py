@@ -123,6 +123,8 @@ def _add_uav(bsub: Any) -> None:
     u.add_argument("--randomized-factor", type=float, default=2.0,
                    help="budget multiplier for training on the randomized set (default 2: it learns under noise, "
                         "latency and pushes)")
+    u.add_argument("--policies", default="mlp",
+                   help="policy kinds, comma-separated, from mlp (feed-forward), lstm, gru (default mlp)")
     u.add_argument("--jobs", type=int, default=2, help="training runs in parallel (default 2)")
     u.add_argument("--episodes", type=int, default=200,
                    help="evaluation episodes per set (default 200: a 95%% interval of about ±0.06 on a seed's success)")
