@@ -78,6 +78,11 @@ class RecurrentActorCritic(nn.Module):
         self.register_buffer("action_high", torch.tensor(action.high or [0.0] * action.dim, dtype=torch.float32))
 
     @property
+    def obs_dim(self) -> int:
+        """Length of a flat observation (vector observations)."""
+        return int(self.obs_rms.mean.shape[0])
+
+    @property
     def state_size(self) -> int:
         """Length of one env's flat state vector."""
         return self.layers * self.size * (2 if self.cell == "lstm" else 1)

@@ -3,6 +3,7 @@ sequences exactly, a policy with memory learns what a feed-forward one cannot, a
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,8 @@ def test_recurrent_policies_with_unsupported_options_are_one_clear_error(tmp_pat
     assert "must divide" in capsys.readouterr().err
     assert main([*base, "--set", "run.compile=true"]) == 2
     assert "does not work with run.compile" in capsys.readouterr().err
-    assert main([*base, "--set", "ppo.num_steps=64", "--set", "env.num_envs=8"]) == 0
-    capsys.readouterr()
-    assert main(["export", str(tmp_path / "r"), "--out", str(tmp_path / "exported")]) == 2
-    assert "cannot be exported yet" in capsys.readouterr().err
+    assert main([*base, "--set", "baseline.type=factorized"]) == 2
+    assert "does not work with baseline.type=factorized" in capsys.readouterr().err
 
 
 def test_a_recurrent_cnn_policy_trains_on_atari_frames(tmp_path: Path) -> None:
@@ -118,3 +117,25 @@ def test_a_recurrent_cnn_policy_trains_on_atari_frames(tmp_path: Path) -> None:
     assert isinstance(result.agent, RecurrentActorCritic) and result.agent.image
     assert result.final_eval is not None and result.final_eval["episodes"] == 1
     assert all(torch.isfinite(p).all() for p in result.agent.parameters())
+
+
+def test_sequence_smoothness_pairs_consecutive_steps_within_an_episode_only() -> None:
+    from rlctl.agents.ppo import _sequence_smoothness
+
+    torch.manual_seed(0)
+    agent = RecurrentActorCritic((3,), ActionSpec("continuous", 2, (), [-1.0, -1.0], [1.0, 1.0]), cell="lstm", size=8)
+    obs, state = torch.randn(6, 2, 3), torch.randn(2, agent.state_size)
+    starts = torch.zeros(6, 2, dtype=torch.bool)
+    starts[3, 1] = True  # env 1 begins a new episode at step 3: the pair (2, 3) of env 1 does not count
+    means, carried = [], state
+    for t in range(6):  # the step-by-step reference
+        dist, _, carried = agent.step(obs[t], carried, starts[t])
+        means.append(dist.mode())
+    pairs = [(means[t][b] - means[t + 1][b]).pow(2).sum() for t in range(5) for b in range(2)
+             if not (t == 2 and b == 1)]
+    params = dataclasses.replace(Config().ppo, smooth_temporal=1.0, smooth_spatial=0.0)
+    stats: dict[str, torch.Tensor] = {}
+    dist, _ = agent.sequence(obs, state, starts)
+    penalty = _sequence_smoothness(agent, dist, obs, state, starts, params, stats)
+    torch.testing.assert_close(penalty, torch.stack(pairs).mean())
+    assert stats["smooth_spatial"] == 0.0

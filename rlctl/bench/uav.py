@@ -134,8 +134,9 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         train_set, policy = _split_row(row)
         budget = _budget(task, train_set, steps, factor)
         done = summaries / f"{name}.train.json"
+        # what the run is given, and what a finished one is checked against
         sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", f"env.kwargs.sim2real={train_set}",
-                "run.eval_episodes=0", *POLICIES[policy]]  # what the run is given, and what a finished one is checked against
+                "run.eval_episodes=0", *POLICIES[policy]]
         changed = _changed_since(runs / name, task, sets) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
@@ -318,8 +319,8 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
             interval = " [{:.2f}, {:.2f}]".format(*gap_interval(evals)) if len(gaps) > 1 else ""
             mark = " ‡" if (task, train_set) in provisional else ""
-            lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | {len(evals)} ({span(seeds_of[train_set])}){mark} | "
-                         f"{_cell(rates['nominal'])} | "
+            lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | "
+                         f"{len(evals)} ({span(seeds_of[train_set])}){mark} | {_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
                          f"{statistics.mean(times):.2f} | {fails} |")
         lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
@@ -405,7 +406,8 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
         # a 5-point moving average, edges padded with their own values (zero padding would dip at the ends)
         smooth = [np.convolve(np.pad(c[:, 1], 2, mode="edge"), np.ones(5) / 5, mode="valid") for c in curves]
         arr = np.vstack([np.interp(grid, c[:, 0], y) for c, y in zip(curves, smooth, strict=True)])
-        ax.plot(grid, arr.mean(0), color=color, label=f"{_label(train_set)} trained on {_split_row(train_set)[0]} ({len(curves)} seeds)")
+        label = f"{_label(train_set)} trained on {_split_row(train_set)[0]} ({len(curves)} seeds)"
+        ax.plot(grid, arr.mean(0), color=color, label=label)
         ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("training success rate")

@@ -21,12 +21,14 @@ def add_parser(sub: Any) -> None:
         description="Export the deterministic policy (observation normalization and action clipping included) "
                     "and check it against torch on a seeded batch of observations before writing it. Writes "
                     "policy.onnx|policy.pt|policy.npz and a policy.json sidecar (spaces, bounds, normalizer "
-                    "statistics, versions, verification result).")
+                    "statistics, versions, verification result). A recurrent policy exports one step with its "
+                    "state as an extra input and output, checked over whole episodes.")
     p.add_argument("target", metavar="RUN|CKPT", help="a run directory or a checkpoint file")
     p.add_argument("--format", choices=FORMAT_CHOICES, default="onnx",
                    help="onnx (needs pip install 'rlctl[export]'), torchscript (torch.jit, deprecated upstream "
                         "but still loadable from C++), or numpy (weights for the dependency-free "
-                        "rlctl.export.NumpyPolicy runner; MLP policies only). Default onnx")
+                        "rlctl.export.NumpyPolicy runner, or NumpyRecurrentPolicy for LSTM/GRU; MLP encoders only). "
+                        "Default onnx")
     p.add_argument("--out", metavar="DIR", help="output directory (default <run>/export/)")
     p.add_argument("--force", action="store_true", help="replace an export already in the output directory")
     p.set_defaults(func=cmd_export)
@@ -45,9 +47,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else ckpt_path.parent / "export"
     meta = export_policy(agent, adapter, cfg, out, args.format, ckpt_path, force=args.force)
     check = meta["verification"]
+    checked = f"{check['observations']} observations" if "observations" in check else \
+        f"{check['steps']} steps with the state carried, {check['env_episodes']} whole env episodes among them"
     print(f"exported {cfg.env.id} policy as {args.format} → {meta['model_path']} "
-          f"(max abs diff vs torch {check['max_abs_diff']:.2g} on {check['observations']} observations; "
-          f"sidecar {meta['sidecar_path']})")
+          f"(max abs diff vs torch {check['max_abs_diff']:.2g} on {checked}; sidecar {meta['sidecar_path']})")
     return 0
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from rlctl import __version__
 from rlctl.agents.normalize import RunningMeanStd
 from rlctl.agents.policy import ActorCritic
+from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.checkpoint import atomic_write_bytes
 from rlctl.errors import UserError
 
@@ -80,6 +81,12 @@ def _np_activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
     raise UserError(f"unknown activation {name!r} in a NumPy policy; known: elu, relu, tanh")
 
 
+def np_normalizer(mean: np.ndarray, var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 mean and std that ``RunningMeanStd.normalize`` uses: sqrt in float64, then cast to float32."""
+    std = np.sqrt(np.asarray(var, dtype=np.float64) + eps).astype(np.float32)
+    return np.asarray(mean, dtype=np.float32), std
+
+
 @dataclass
 class NumpyPolicy:
     """The deterministic policy of an MLP :class:`ActorCritic` in plain NumPy (float32).
@@ -109,9 +116,7 @@ class NumpyPolicy:
         if len(self.weights) != len(self.biases) or len(self.activations) != len(self.weights) - 1:
             raise UserError("malformed NumPy policy: layer, bias and activation counts disagree")
         self._acts = tuple(_np_activation(a) for a in self.activations)
-        # What RunningMeanStd.normalize computes: sqrt in float64, then cast to the input dtype.
-        self._mean32 = np.asarray(self.obs_mean, dtype=np.float32)
-        self._std32 = np.sqrt(np.asarray(self.obs_var, dtype=np.float64) + self.eps).astype(np.float32)
+        self._mean32, self._std32 = np_normalizer(self.obs_mean, self.obs_var, self.eps)
 
     @property
     def obs_dim(self) -> int:
@@ -236,7 +241,7 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def verification_obs(agent: ActorCritic, n: int = 256, seed: int = 0) -> np.ndarray:
+def verification_obs(agent: ActorCritic | RecurrentActorCritic, n: int = 256, seed: int = 0) -> np.ndarray:
     """``[n + extremes, obs_dim]`` float32 observations: ``n`` drawn around the normalizer's statistics
     (out to 4 std) plus rows far outside them, so the obs clip and the action clip are both exercised."""
     mean = agent.obs_rms.mean.detach().cpu().numpy().astype(np.float64)
@@ -388,8 +393,8 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
         env.close()
 
 
-def _sidecar(agent: ActorCritic, adapter: Any, cfg: Any, fmt: str, ckpt_path: Path | None, model: bytes,
-             verification: dict[str, Any]) -> dict[str, Any]:
+def _sidecar(agent: ActorCritic | RecurrentActorCritic, adapter: Any, cfg: Any, fmt: str, ckpt_path: Path | None,
+             model: bytes, verification: dict[str, Any]) -> dict[str, Any]:
     spec = agent.action
     obs_space, action_space = getattr(adapter, "obs_space", None), getattr(adapter, "action_space", None)
     obs_shape = getattr(obs_space, "shape", None)
@@ -450,9 +455,10 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if type(agent).__name__ == "RecurrentActorCritic":
-        raise UserError("recurrent policies (policy.recurrent) cannot be exported yet: an exported policy would need "
-                        "its state as an input and an output; evaluate them with rlctl eval")
+    if isinstance(agent, RecurrentActorCritic):
+        from rlctl.export.recurrent import export_recurrent
+
+        return export_recurrent(agent, adapter, cfg, out_dir, fmt, ckpt_path, force, seed)
     if not isinstance(agent, ActorCritic):
         raise UserError(f"export needs an rlctl ActorCritic policy, got {type(agent).__name__}")
     critic_only = agent.critic_only_obs
@@ -490,6 +496,12 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
                                        f"simulation-only entries the critic used; the model takes the first "
                                        f"{agent.obs_dim}")
 
+    return write_export(out_dir, fmt, model, meta, existing)
+
+
+def write_export(out_dir: Path, fmt: str, model: bytes, meta: dict[str, Any], existing: list[Path]) -> dict[str, Any]:
+    """Write a verified export: the model, then the sidecar (replacing ``existing`` files); the sidecar plus
+    ``model_path`` and ``sidecar_path``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, sidecar_path = out_dir / MODEL_FILES[fmt], out_dir / SIDECAR
     # Sidecar first out, last in: while it is absent the directory does not claim a complete export.
