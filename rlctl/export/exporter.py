@@ -445,9 +445,11 @@ def _check_out_dir(out_dir: Path, force: bool) -> list[Path]:
     return existing
 
 
-def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: str, ckpt_path: Path | None = None,
-                  force: bool = False, n_verify: int = 256, seed: int = 0) -> dict[str, Any]:
-    """Export, verify and write ``out_dir/policy.{onnx,pt,npz}`` plus ``out_dir/policy.json``.
+def export_feedforward(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: str,
+                       ckpt_path: Path | None = None, force: bool = False, n_verify: int = 256,
+                       seed: int = 0) -> dict[str, Any]:
+    """Export, verify and write ``out_dir/policy.{onnx,pt,npz}`` plus ``out_dir/policy.json`` (feed-forward
+    policies; :func:`rlctl.export.export_policy` sends recurrent ones to :mod:`rlctl.export.recurrent`).
 
     Returns the sidecar's content plus ``model_path`` and ``sidecar_path``. Raises ``UserError`` for an
     unknown format, a missing extra, a policy the format cannot hold, an existing export without
@@ -455,10 +457,6 @@ def export_policy(agent: nn.Module, adapter: Any, cfg: Any, out_dir: Path, fmt: 
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if isinstance(agent, RecurrentActorCritic):
-        from rlctl.export.recurrent import export_recurrent
-
-        return export_recurrent(agent, adapter, cfg, out_dir, fmt, ckpt_path, force, seed)
     if not isinstance(agent, ActorCritic):
         raise UserError(f"export needs an rlctl ActorCritic policy, got {type(agent).__name__}")
     critic_only = agent.critic_only_obs
