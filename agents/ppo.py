@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -200,6 +201,8 @@ class MinibatchStep:
         self.clip_coef = torch.tensor(float(params.clip_coef), device=next(agent.parameters()).device)
         self._loss = torch.compile(self._loss_eager) if compile else self._loss_eager
         self._apply = torch.compile(self._apply_eager) if compile else self._apply_eager
+        self.first_call_s: float | None = None
+        """seconds the first call took: with ``compile``, mostly tracing and compiling (or loading from a cache)"""
 
     def _loss_eager(self, obs: torch.Tensor, actions: torch.Tensor, old_logprobs: torch.Tensor,
                     advantages: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -241,6 +244,14 @@ class MinibatchStep:
         self.optimizer.step()
 
     def __call__(self, batch: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
+        if self.first_call_s is None:
+            start = time.perf_counter()
+            stats = self._step(batch, idx)
+            self.first_call_s = time.perf_counter() - start
+            return stats
+        return self._step(batch, idx)
+
+    def _step(self, batch: dict[str, torch.Tensor], idx: torch.Tensor | slice) -> dict[str, torch.Tensor]:
         core = len(self.KEYS)
         loss, stats = self._loss(*(batch[key][idx] for key in self.keys[:core]),
                                  **{key: batch[key][idx] for key in self.keys[core:]})

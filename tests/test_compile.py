@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -65,3 +70,23 @@ def test_the_trainers_fused_adam_follows_the_same_path_as_per_tensor_adam() -> N
     for (name, p), q in zip(fused_agent.named_parameters(), plain_agent.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     assert any(not torch.equal(p, q) for p, q in zip(fused_agent.parameters(), start.parameters(), strict=True))
+
+
+@pytest.mark.slow
+def test_a_second_compiled_run_loads_the_compiled_step_from_the_cache(tmp_path: Path) -> None:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    said = []
+    for run in ("first", "second"):
+        proc = subprocess.run([sys.executable, "-m", "rlctl.cli", "train", "--env", "CartPole-v1", "--steps", "256",
+                               "--num-envs", "2", "--set", "ppo.num_steps=128", "--set", "run.compile=true",
+                               "--run-dir", str(tmp_path / run), "--quiet"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        line = next(x for x in proc.stdout.splitlines() if "torch.compile of the minibatch step" in x)
+        found = re.search(r": ([\d.]+) s, (\d+) graphs from the cache, (\d+) compiled", line)
+        assert found is not None, line
+        said.append((float(found[1]), int(found[2]), int(found[3])))
+    (cold_s, _, cold_misses), (warm_s, warm_hits, warm_misses) = said
+    assert cold_misses > 0 and warm_misses == 0 and warm_hits == cold_misses
+    assert warm_s < cold_s
+    assert any((tmp_path / "cache").iterdir())

@@ -33,6 +33,7 @@ from rlctl.reward import reward_record, run_reward
 from rlctl.runs import CHECKPOINT, CONFIG, build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
+from rlctl.train.compile_cache import cache_counts, use_compile_cache
 from rlctl.train.curriculum import DemoCurriculum
 from rlctl.train.interrupt import GracefulStop
 from rlctl.train.learner import Learner
@@ -96,6 +97,7 @@ def train(
         adapter = _adapter(cfg)
         where, why = resolve_device(device or cfg.run.device, update_probe(lambda d: probe_step(cfg, adapter, d)))
         agent = build_agent(cfg, adapter, where)
+        cache = use_compile_cache() if cfg.run.compile else None  # before anything compiles
         learner = Learner(cfg, agent)
         transfer = AgencyTransfer(cfg) if cfg.arbiter.baseline is not None else None
         curriculum = DemoCurriculum(cfg) if cfg.curriculum.demos else None
@@ -117,7 +119,7 @@ def train(
             if start_update >= cfg.num_updates:
                 print(f"rlctl: {run_dir} already finished ({global_step} steps); nothing to resume", flush=True)
                 return TrainResult(run_dir, global_step, [], None, agent)
-            _announce(cfg, agent, where, why, resume, global_step, run_dir)
+            _announce(cfg, agent, where, why, resume, global_step, run_dir, cache)
             logger = MetricsLogger(run_dir, resume_step=global_step if resume else None)
             if not resume:
                 logger.text("hyperparameters", hparams_markdown(cfg))
@@ -161,6 +163,8 @@ def train(
                 t_update = time.perf_counter()
                 stats = learner.update(rollout)
                 update_s = time.perf_counter() - t_update
+                if cfg.run.compile and update == start_update:
+                    _report_compile(learner.step.first_call_s)
                 sampler.publish(agent)
                 if not cfg.run.overlap and not last_update:
                     launch(global_step)
@@ -209,12 +213,22 @@ def _adapter(cfg: Config) -> SpaceAdapter:
 
 
 def _announce(cfg: Config, agent: Policy, device: torch.device, why: str, resume: bool, global_step: int,
-              run_dir: Path) -> None:
+              run_dir: Path, cache: Path | None) -> None:
     mode = cfg.run.sampler + (" + overlap" if cfg.run.overlap else "")
     net = f", {type(agent.encoder).__name__} in {agent.precision}" if isinstance(agent, CnnActorCritic) else ""
     print(f"rlctl: {cfg.env.id} on {device} ({why}){net}, {mode} sampler "
           f"({'resumed at step ' + str(global_step) if resume else 'new run'}),"
           f" {cfg.num_updates} updates of {cfg.batch_size} steps → {run_dir}", flush=True)
+    if cache is not None:
+        print(f"rlctl: torch.compile compiles the minibatch step in the first update; the first run on a machine "
+              f"compiles, later ones load it from the cache ({cache})", flush=True)
+
+
+def _report_compile(seconds: float | None) -> None:
+    hits, misses = cache_counts()
+    took = f"{seconds:.1f} s" if seconds is not None else "no minibatch step"  # a recurrent update is not compiled
+    print(f"rlctl: torch.compile of the minibatch step (loss and backward; gradient clip and Adam): {took}, "
+          f"{hits} graphs from the cache, {misses} compiled", flush=True)
 
 
 def _final_eval(cfg: Config, agent: Policy, adapter: SpaceAdapter, run_dir: Path, logger: MetricsLogger,
