@@ -232,3 +232,27 @@ def test_the_returns_report_labels_its_statistics_and_sets_aside_screening_seeds
     assert "| CartPole-v1 | rlctl | 2 (101–102) | 15 ± 7 | 16 ± 7 | 1,000 |" in table
     assert "Set aside, not in the table: 2 run(s) (seed 1 is a screening seed (1–99); seed 2" in table
     assert "set_aside,timing_issue" in (tmp_path / "returns_default.csv").read_text().splitlines()[0]
+
+
+def test_uav_lstm_runs_are_rows_of_their_own_and_summarised_against_the_same_seeds(tmp_path: Path) -> None:
+    from rlctl.bench.recurrent import uav_summary
+    from rlctl.bench.uav import ROWS, _label, _row_files, _split_row
+
+    def summary(name: str, nominal: float, held_out: float, wall_s: float) -> None:
+        sets = {level: {"success_rate": rate} for level, rate in (("nominal", nominal), ("held-out", held_out))}
+        (tmp_path / f"{name}.eval.json").write_text(json.dumps({"results": {"policy": sets}}))
+        (tmp_path / f"{name}.train.json").write_text(json.dumps({"wall_s": wall_s}))
+
+    summary("hover__randomized__s101", 1.0, 0.8, 600.0)
+    summary("hover__randomized__s102", 0.8, 0.4, 600.0)
+    summary("hover__randomized-lstm__s101", 1.0, 0.9, 1200.0)
+    summary("hover__randomized-lstm__s3", 1.0, 1.0, 1200.0)  # a screening seed: not a table seed
+    assert [p.name for p in _row_files(tmp_path, "hover", "randomized")[0]] == \
+        ["hover__randomized__s101.eval.json", "hover__randomized__s102.eval.json"]
+    assert [p.name for p in _row_files(tmp_path, "hover", "randomized-lstm")[0]] == \
+        ["hover__randomized-lstm__s101.eval.json"]
+    assert _split_row("randomized-lstm") == ("randomized", "lstm") and _label("randomized-lstm") == "PPO (LSTM)"
+    assert _split_row("nominal") == ("nominal", "mlp") and "randomized-lstm" in ROWS
+    rows = [line for line in uav_summary(tmp_path) if line.startswith("| hover |")]
+    assert rows == ["| hover | feed-forward | 1 (101) | 1.00 | 0.80 | 0.80 | 10 |",  # only seed 101 has both
+                    "| hover | LSTM | 1 (101) | 1.00 | 0.90 | 0.90 | 20 |"]
