@@ -58,6 +58,11 @@ def register_all() -> None:
         if env_id not in gym.registry:
             # the envs end episodes themselves (time limit → truncated), so no TimeLimit wrapper
             gym.register(env_id, entry_point=entry, kwargs=kwargs, disable_env_checker=True)
-    if "rlctl/ReacherSparse-v0" not in gym.registry:  # Reacher-v5's own 50-step limit
-        gym.register("rlctl/ReacherSparse-v0", entry_point="rlctl.envs.reacher_sparse:ReacherSparseEnv",
-                     max_episode_steps=50)
+    limited = {  # MuJoCo subclasses, with their v5 task's time limit
+        "rlctl/ReacherSparse-v0": ("rlctl.envs.reacher_sparse:ReacherSparseEnv", 50),
+        "rlctl/InvertedPendulumP-v5": ("rlctl.envs.positions_only:InvertedPendulumPositionsEnv", 1000),
+        "rlctl/HalfCheetahP-v5": ("rlctl.envs.positions_only:HalfCheetahPositionsEnv", 1000),
+    }
+    for env_id, (entry, steps) in limited.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry, max_episode_steps=steps)

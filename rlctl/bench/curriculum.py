@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, str, int]] = {  # env id, demo source, default step budget
@@ -76,22 +76,9 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
 REPORT_TAGS = ("curriculum/start_fraction", "eval/own_start_success_rate", "charts/success_rate")
 
 
-def keep_runs(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
-    """Copy what the report reads into ``dest`` (committable, a few KB per run): ``final_eval.json`` and the
-    report's scalars of ``metrics.jsonl``, with its first and last rows (for the wall time)."""
-    for task in tasks:
-        for variant in variants:
-            for seed in seeds:
-                run = runs / _name(task, variant, seed)
-                if not (run / "final_eval.json").is_file():
-                    continue
-                lines = (run / "metrics.jsonl").read_text().splitlines()
-                kept = [line for i, line in enumerate(lines)
-                        if i in (0, len(lines) - 1) or json.loads(line)["tag"] in REPORT_TAGS]
-                target = dest / run.name
-                target.mkdir(parents=True, exist_ok=True)
-                (target / "metrics.jsonl").write_text("\n".join(kept) + "\n")
-                (target / "final_eval.json").write_text((run / "final_eval.json").read_text())
+def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
+    keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
+              REPORT_TAGS)
 
 
 def _wall_s(run: Path) -> float:
@@ -179,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
         if args.keep:
-            keep_runs(tasks, variants, seeds, Path(args.runs_dir), Path(args.keep))
+            _keep(tasks, variants, seeds, Path(args.runs_dir), Path(args.keep))
 
     return run_matrix("rlctl.bench.curriculum", p, argv, list(TASKS), list(VARIANTS), train_matrix, report,
                       after=keep)

@@ -93,6 +93,23 @@ def curve(run: Path, tag: str) -> Curve:
     return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
 
 
+def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...]) -> None:
+    """Copy what a report reads into ``dest`` (committable, a few KB per run): ``final_eval.json`` and the ``tags``
+    of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs are left out."""
+    import json
+
+    for name in names:
+        run = runs / name
+        if not (run / "final_eval.json").is_file():
+            continue
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        kept = [line for i, line in enumerate(lines) if i in (0, len(lines) - 1) or json.loads(line)["tag"] in tags]
+        target = dest / name
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+        (target / "final_eval.json").write_text((run / "final_eval.json").read_text())
+
+
 def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None) -> None:
     """The mean over runs on a common step grid (up to the shortest run), with the min–max range shaded."""
     runs = [(s, v) for s, v in runs if s]

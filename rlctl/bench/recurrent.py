@@ -16,14 +16,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlctl.bench.experiment import curve, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
 
-TASKS = {"memory": ("rlctl/MemoryCue-v0", 16_384)}  # env id, default step budget
+TASKS: dict[str, tuple[str, int, list[str], str]] = {  # env id, default step budget, settings, final metric
+    # the README's MemoryCue command
+    "memory": ("rlctl/MemoryCue-v0", 16_384, ["env.num_envs=8", "ppo.num_steps=64", "ppo.bptt_steps=16",
+                                              "ppo.minibatch_size=128", "ppo.learning_rate=0.001",
+                                              "policy.recurrent_size=32"], "success_rate"),
+    # the preset (InvertedPendulum-v5's), with advantages computed once per update: a recurrent policy cannot
+    # recompute them yet, so neither variant does
+    "pendulum-p": ("rlctl/InvertedPendulumP-v5", 200_000, ["ppo.recompute_adv=false", "ppo.bptt_steps=32"],
+                   "mean_return"),
+}
+"""every variant of a task trains with the task's settings (``bptt_steps`` only matters to the recurrent ones)"""
 VARIANTS = ("mlp", "gru", "lstm")
-SETTINGS = ["env.num_envs=8", "ppo.num_steps=64", "ppo.bptt_steps=16", "ppo.minibatch_size=128",
-            "ppo.learning_rate=0.001", "policy.recurrent_size=32"]
-"""the README's MemoryCue command, for every variant (``bptt_steps`` only matters to the recurrent ones)"""
+CURVES = {"success_rate": "charts/success_rate", "mean_return": "charts/episodic_return"}
 
 
 def _name(task: str, variant: str, seed: int) -> str:
@@ -38,10 +46,10 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
     claimed = []
     for seed in seeds:  # interleaved per seed, so the wall-time ratios compare runs that shared the machine alike
         for task in tasks:
-            env_id, default_steps = TASKS[task]
+            env_id, default_steps, settings, _ = TASKS[task]
             for variant in variants:
                 name = _name(task, variant, seed)
-                sets = [*SETTINGS, f"policy.recurrent={'none' if variant == 'mlp' else variant}", f"run.seed={seed}",
+                sets = [*settings, f"policy.recurrent={'none' if variant == 'mlp' else variant}", f"run.seed={seed}",
                         f"ppo.total_timesteps={steps or default_steps}", f"run.eval_episodes={episodes}"]
                 cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(runs / name),
                        "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
@@ -61,13 +69,15 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
            command: str) -> None:
     """``recurrent.md`` and ``recurrent_memory.png`` from the finished runs, plus the UAV summary."""
     lines = [*report_header("Recurrent (LSTM/GRU) against feed-forward PPO", command, seeds),
-             f"*Success*: the final policy, deterministic, {episodes} episodes. *Wall ÷ mlp*: a run's wall time over "
+             f"*Final*: the final policy's success rate or mean return, deterministic, {episodes} episodes "
+             "(seeds 10000 + seed + i). *Wall ÷ mlp*: a run's wall time over "
              "the `mlp` run's of the same seed, median over seeds (the runs shared the 2-core machine, so only this "
              "ratio is reported).", ""]
     for task in tasks:
-        env_id, _ = TASKS[task]
-        lines += [f"## {task}: {env_id}", "", "Settings (every variant): " + ", ".join(f"`{s}`" for s in SETTINGS)
-                  + ".", "", "| policy | success | wall ÷ mlp | seeds |", "|---|---:|---:|---:|"]
+        env_id, _, settings, metric = TASKS[task]
+        lines += [f"## {task}: {env_id}", "", "Settings (every variant, on top of the preset): "
+                  + ", ".join(f"`{s}`" for s in settings) + ".", "",
+                  f"| policy | final {metric.replace('_', ' ')} | wall ÷ mlp | seeds |", "|---|---:|---:|---:|"]
         curves: dict[str, list[tuple[list[int], list[float]]]] = {}
         for variant in variants:
             success, ratios, done = [], [], 0
@@ -76,15 +86,16 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 if not (run / "final_eval.json").is_file():
                     continue
                 done += 1
-                success.append(json.loads((run / "final_eval.json").read_text()).get("success_rate") or 0.0)
+                success.append(json.loads((run / "final_eval.json").read_text()).get(metric) or 0.0)
                 plain = runs / _name(task, "mlp", seed)
                 if (plain / "metrics.jsonl").is_file():
                     ratios.append(_wall_s(run) / _wall_s(plain))
-                curves.setdefault(variant, []).append(curve(run, "charts/success_rate"))
+                curves.setdefault(variant, []).append(curve(run, CURVES[metric]))
             ratio = f"{statistics.median(ratios):.2f}" if ratios else "—"
-            lines.append(f"| {variant} | {mean_std(success, 2)} | {ratio} | {done} |")
+            cell = mean_std(success, 2 if metric == "success_rate" else 0)
+            lines.append(f"| {variant} | {cell} | {ratio} | {done} |")
         lines += ["", f"![{task}](recurrent_{task}.png)", ""]
-        _plot(curves, out / f"recurrent_{task}.png", env_id)
+        _plot(curves, out / f"recurrent_{task}.png", env_id, metric)
     lines += uav_summary(out / "runs" / "uav")
     (out / "recurrent.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -131,7 +142,7 @@ def uav_summary(summaries: Path) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|", *rows, ""]
 
 
-def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, title: str) -> None:
+def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, title: str, metric: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,9 +151,10 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for variant, runs in curves.items():
         plot_band(ax, runs, variant, f"C{VARIANTS.index(variant)}")
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
+    if metric == "success_rate":
+        ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="chance")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("training success rate")
+    ax.set_ylabel("training success rate" if metric == "success_rate" else "training episodic return")
     ax.set_title(f"{title}: mean and min–max over seeds", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -152,9 +164,19 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
 
 def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.recurrent", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
-                      ",".join(TASKS), (0, "training budget per run (default: memory 16384)"),
+                      ",".join(TASKS), (0, "training budget per run (default: the task's, "
+                                          + ", ".join(f"{t} {spec[1]}" for t, spec in TASKS.items()) + ")"),
                       "unused (no periodic evaluation)", 100, "runs/bench-recurrent")
-    return run_matrix("rlctl.bench.recurrent", p, argv, list(TASKS), list(VARIANTS), train_matrix, report)
+    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
+                                                 "with --report-only --runs-dir DIR)")
+
+    def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
+        if args.keep:
+            names = [_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds]
+            keep_runs(names, Path(args.runs_dir), Path(args.keep), tuple(CURVES.values()))
+
+    return run_matrix("rlctl.bench.recurrent", p, argv, list(TASKS), list(VARIANTS), train_matrix, report,
+                      after=keep)
 
 
 if __name__ == "__main__":  # pragma: no cover
