@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_s
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, str, int]] = {  # env id, demo source, default step budget
@@ -81,13 +81,6 @@ def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, d
               REPORT_TAGS)
 
 
-def _wall_s(run: Path) -> float:
-    from rlctl.logger import read_metrics
-
-    times = [float(r["time"]) for r in read_metrics(run / "metrics.jsonl")]
-    return max(times) - min(times)
-
-
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
            command: str) -> None:
     """``demo-curriculum.md`` and one PNG per task, from the finished runs."""
@@ -116,7 +109,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 success.append(final.get("success_rate") or 0.0)
                 plain = runs / _name(task, "ppo", seed)
                 if (plain / "metrics.jsonl").is_file():
-                    ratios.append(_wall_s(run) / _wall_s(plain))
+                    ratios.append(wall_s(run) / wall_s(plain))
                 if VARIANTS[variant]:
                     steps, fraction = curve(run, "curriculum/start_fraction")
                     starts.setdefault(variant, []).append((steps, fraction))

@@ -93,6 +93,14 @@ def curve(run: Path, tag: str) -> Curve:
     return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
 
 
+def wall_s(run: Path) -> float:
+    """A run's wall time: from its first to its last ``metrics.jsonl`` row."""
+    from rlctl.logger import read_metrics
+
+    times = [float(r["time"]) for r in read_metrics(run / "metrics.jsonl")]
+    return max(times) - min(times)
+
+
 def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...]) -> None:
     """Copy what a report reads into ``dest`` (committable, a few KB per run): ``final_eval.json`` and the ``tags``
     of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs are left out."""

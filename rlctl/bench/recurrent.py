@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_s
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, int, list[str], str]] = {  # env id, default step budget, settings, final metric
@@ -58,13 +58,6 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
     run_claimed(claimed, jobs)
 
 
-def _wall_s(run: Path) -> float:
-    from rlctl.logger import read_metrics
-
-    times = [float(r["time"]) for r in read_metrics(run / "metrics.jsonl")]
-    return max(times) - min(times)
-
-
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
            command: str) -> None:
     """``recurrent.md`` and ``recurrent_memory.png`` from the finished runs, plus the UAV summary."""
@@ -89,7 +82,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 success.append(json.loads((run / "final_eval.json").read_text()).get(metric) or 0.0)
                 plain = runs / _name(task, "mlp", seed)
                 if (plain / "metrics.jsonl").is_file():
-                    ratios.append(_wall_s(run) / _wall_s(plain))
+                    ratios.append(wall_s(run) / wall_s(plain))
                 curves.setdefault(variant, []).append(curve(run, CURVES[metric]))
             ratio = f"{statistics.median(ratios):.2f}" if ratios else "—"
             cell = mean_std(success, 2 if metric == "success_rate" else 0)

@@ -87,6 +87,23 @@ def np_normalizer(mean: np.ndarray, var: np.ndarray, eps: float) -> tuple[np.nda
     return np.asarray(mean, dtype=np.float32), std
 
 
+def npz_bytes(arrays: dict[str, np.ndarray], low: np.ndarray | None, high: np.ndarray | None) -> bytes:
+    """A NumPy policy's ``.npz`` payload: ``arrays`` plus the action bounds where the policy clips to them."""
+    if low is not None and high is not None:
+        arrays = {**arrays, "action_low": low, "action_high": high}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def check_npz_header(data: Any, source: Any, fmt: str, version: int, what: str) -> None:
+    """A UserError unless ``data`` (an open ``.npz``) is this ``fmt`` at a version this rlctl reads."""
+    if "format" not in data or str(data["format"]) != fmt:
+        raise UserError(f"{source}: not an rlctl {what}")
+    if int(data["version"]) > version:
+        raise UserError(f"{source}: {what} version {int(data['version'])} is newer than this rlctl")
+
+
 @dataclass
 class NumpyPolicy:
     """The deterministic policy of an MLP :class:`ActorCritic` in plain NumPy (float32).
@@ -195,21 +212,14 @@ class NumpyPolicy:
         }
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"W{i}"], arrays[f"b{i}"] = w, b
-        if self.action_low is not None and self.action_high is not None:
-            arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        return buf.getvalue()
+        return npz_bytes(arrays, self.action_low, self.action_high)
 
     @classmethod
     def load(cls, source: Path | str | io.BytesIO) -> NumpyPolicy:
         """Read a ``policy.npz`` written by :func:`export_policy` (or :meth:`to_npz_bytes`)."""
         try:
             with np.load(source, allow_pickle=False) as data:
-                if "format" not in data or str(data["format"]) != NUMPY_FORMAT:
-                    raise UserError(f"{source}: not an rlctl NumPy policy")
-                if int(data["version"]) > NUMPY_VERSION:
-                    raise UserError(f"{source}: NumPy policy version {int(data['version'])} is newer than this rlctl")
+                check_npz_header(data, source, NUMPY_FORMAT, NUMPY_VERSION, "NumPy policy")
                 n = int(data["n_layers"])
                 low, high = data.get("action_low"), data.get("action_high")
                 return cls(

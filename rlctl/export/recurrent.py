@@ -44,7 +44,9 @@ from rlctl.export.exporter import (
     _quiet_exporters,
     _require_onnx,
     _sidecar,
+    check_npz_header,
     np_normalizer,
+    npz_bytes,
     verification_obs,
     write_export,
 )
@@ -188,22 +190,14 @@ class NumpyRecurrentPolicy:
         for i, weights in enumerate(self.core):
             for name, value in zip(("W_ih", "W_hh", "b_ih", "b_hh"), weights, strict=True):
                 arrays[f"core_{name}{i}"] = value
-        if self.action_low is not None and self.action_high is not None:
-            arrays["action_low"], arrays["action_high"] = self.action_low, self.action_high
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        return buf.getvalue()
+        return npz_bytes(arrays, self.action_low, self.action_high)
 
     @classmethod
     def load(cls, source: Path | str | io.BytesIO) -> NumpyRecurrentPolicy:
         """Read a recurrent ``policy.npz`` written by :func:`export_recurrent`."""
         try:
             with np.load(source, allow_pickle=False) as d:
-                if "format" not in d or str(d["format"]) != NUMPY_FORMAT:
-                    raise UserError(f"{source}: not an rlctl recurrent NumPy policy")
-                if int(d["version"]) > NUMPY_VERSION:
-                    raise UserError(f"{source}: recurrent NumPy policy version {int(d['version'])} is newer than "
-                                    "this rlctl")
+                check_npz_header(d, source, NUMPY_FORMAT, NUMPY_VERSION, "recurrent NumPy policy")
                 return cls(
                     encoder=tuple((d[f"enc_W{i}"], d[f"enc_b{i}"]) for i in range(int(d["n_encoder"]))),
                     activation=str(d["activation"]), cell=str(d["cell"]),
