@@ -63,6 +63,12 @@ class _RayWorker:
     def state(self) -> dict[str, Any]:
         return {"collector": self.collector.state_dict(), "rng": torch.get_rng_state()}
 
+    def where(self) -> str:
+        """The node this actor runs on: its id (short) and address."""
+        import ray
+
+        return f"node {ray.get_runtime_context().get_node_id()[:8]} ({ray.util.get_node_ip_address()})"
+
     def load(self, state: dict[str, Any]) -> None:
         self.collector.load_state_dict(state["collector"])
         torch.set_rng_state(state["rng"])
@@ -105,11 +111,15 @@ class RaySampler(QueuesRequests):
                 ray.init(include_dashboard=False, log_to_driver=False)
         self.rollout = template
         self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if is_sampler_owned(k)}
-        actor = ray.remote(num_cpus=1, max_restarts=max_restarts)(_RayWorker)
+        # SPREAD: one worker per node while there are nodes, so a cluster's cores all collect
+        actor = ray.remote(num_cpus=1, max_restarts=max_restarts, scheduling_strategy="SPREAD")(_RayWorker)
         reward_bytes = cloudpickle.dumps(reward_fn) if reward_fn is not None else None
         n = num_envs // num_workers
         self.slices = [(k * n, n) for k in range(num_workers)]
         self.workers = [actor.remote(cfg_yaml, sl, seed, reward_bytes, num_steps) for sl in self.slices]
+        places = ray.get([w.where.remote() for w in self.workers])
+        print("rlctl: ray sampler workers: " + ", ".join(f"{i} on {place}" for i, place in enumerate(places)),
+              flush=True)
         self._weights_ref: Any = None
         self._futures: list[Any] | None = None
         self._args: list[tuple[Any, ...]] = []
@@ -134,7 +144,12 @@ class RaySampler(QueuesRequests):
         lost_since: float | None = None  # when this worker was first seen dead or restarting
         while True:
             try:
-                return ray.get(self._futures[index], timeout=self.timeout)
+                result = ray.get(self._futures[index], timeout=self.timeout)
+                if lost_since is not None:
+                    place = ray.get(self.workers[index].where.remote())
+                    print(f"rlctl: ray sampler worker {index} restarted on {place} (restarts so far: {self.restarts})",
+                          flush=True)
+                return result
             except ray.exceptions.RayActorError as err:
                 # Dead or restarting (ActorUnavailableError): Ray re-runs its constructor. The first
                 # sighting is the failure; later ones are the same restart still in progress.
