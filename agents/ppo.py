@@ -331,6 +331,43 @@ class _EpochLog:
         return out
 
 
+class Chunks:
+    """A time-major rollout ``[T·N, ...]`` (``shape = (T, N)``) cut into ``T / length`` chunks per env: sequence
+    ``c·N + n`` is chunk c of env n, ``length`` steps long (``length = 0``: the whole rollout)."""
+
+    def __init__(self, shape: tuple[int, int], length: int) -> None:
+        self.steps, self.envs = shape
+        self.length = length or self.steps
+        if self.steps % self.length:
+            raise ValueError(f"bptt_steps ({self.length}) must divide the rollout length ({self.steps})")
+        self.chunks = self.steps // self.length
+        self.count = self.chunks * self.envs
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """``[T·N, ...]`` → ``[length, chunks·N, ...]``."""
+        rest = x.shape[1:]
+        return x.view(self.chunks, self.length, self.envs, *rest).transpose(0, 1).reshape(self.length, self.count,
+                                                                                            *rest)
+
+    def join(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`split` for a ``[length·chunks·N]`` time-major flat tensor → ``[T·N]``."""
+        return x.view(self.length, self.chunks, self.envs).transpose(0, 1).reshape(-1)
+
+    def first_states(self, rnn_states: torch.Tensor) -> torch.Tensor:
+        """The stored state before each sequence's first step, ``[chunks·N, S]``."""
+        return rnn_states.view(self.chunks, self.length, self.envs, -1)[:, 0].reshape(self.count, -1)
+
+
+@torch.no_grad()
+def sequence_values(agent: RecurrentActorCritic, obs: torch.Tensor, rnn_states: torch.Tensor, starts: torch.Tensor,
+                    shape: tuple[int, int], bptt_steps: int) -> torch.Tensor:
+    """``[T·N]`` values of a flattened rollout under the critic as it is now, replayed in the training update's
+    sequences (each from its stored state)."""
+    chunks = Chunks(shape, bptt_steps)
+    _, values = agent.sequence(chunks.split(obs), chunks.first_states(rnn_states), chunks.split(starts))
+    return chunks.join(values)
+
+
 def recurrent_ppo_update(
     agent: RecurrentActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -339,6 +376,7 @@ def recurrent_ppo_update(
     params: PPOParams,
     bptt_steps: int = 0,
     clip_coef: float | None = None,
+    refresh: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> dict[str, float]:
     """:func:`ppo_update` for a recurrent policy: minibatches of whole sequences, replayed from stored states.
 
@@ -348,27 +386,21 @@ def recurrent_ppo_update(
     it wherever an episode began (``starts``), so the first epoch's log-probs equal the collection's exactly.
     A minibatch holds ``max(1, minibatch_size // bptt_steps)`` sequences; the loss is :func:`ppo_loss` over all
     their steps, with the advantages normalized per minibatch as in the feed-forward update. ``clip_coef``: the
-    clip range now (annealed), default ``params.clip_coef``.
+    clip range now (annealed), default ``params.clip_coef``. ``refresh``, when given, is called on ``batch``
+    before every epoch after the first (``ppo.recompute_adv``: values and advantages under the critic as it is).
     """
     clip = params.clip_coef if clip_coef is None else clip_coef
-    steps, envs = shape
-    length = bptt_steps or steps
-    if steps % length:
-        raise ValueError(f"bptt_steps ({length}) must divide the rollout length ({steps})")
-    chunks = steps // length
-
-    def sequences(x: torch.Tensor) -> torch.Tensor:
-        """``[T·N, ...]`` → ``[length, chunks·N, ...]`` (sequence ``c·N + n`` is chunk c of env n)."""
-        rest = x.shape[1:]
-        return x.view(chunks, length, envs, *rest).transpose(0, 1).reshape(length, chunks * envs, *rest)
-
+    chunks = Chunks(shape, bptt_steps)
+    length, count = chunks.length, chunks.count
     keys = ("obs", "actions", "logprobs", "advantages", "values", "returns", "starts")
-    seq = {key: sequences(batch[key]) for key in keys}
-    states = batch["rnn_states"].view(chunks, length, envs, -1)[:, 0].reshape(chunks * envs, -1)
-    count = chunks * envs
+    seq = {key: chunks.split(batch[key]) for key in keys}
+    states = chunks.first_states(batch["rnn_states"])
     per_minibatch = max(1, params.minibatch_size // length)
     log = _EpochLog(states.device)
-    for _ in range(params.update_epochs):
+    for epoch in range(params.update_epochs):
+        if refresh is not None and epoch > 0:
+            refresh(batch)
+            seq.update({key: chunks.split(batch[key]) for key in ("advantages", "values", "returns")})
         order = torch.randperm(count, device=states.device)
         for start in range(0, count - per_minibatch + 1, per_minibatch):
             idx = order[start:start + per_minibatch]

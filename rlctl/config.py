@@ -480,7 +480,7 @@ def _validate_recurrent(cfg: Config) -> None:
         raise UserError(f"ppo.bptt_steps ({ppo.bptt_steps}) must divide ppo.num_steps ({ppo.num_steps})")
     unsupported = {"baseline.type=factorized": cfg.baseline.type == "factorized",
                    "arbiter.baseline": cfg.arbiter.baseline is not None,
-                   "ppo.recompute_adv": ppo.recompute_adv, "run.compile": cfg.run.compile,
+                   "run.compile": cfg.run.compile,
                    "curriculum.warmup_steps": bool(cfg.curriculum.demos and cfg.curriculum.warmup_steps)}
     if used := [name for name, on in unsupported.items() if on]:
         raise UserError(f"policy.recurrent={p.recurrent} does not work with {', '.join(used)} yet")

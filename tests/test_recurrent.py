@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rlctl.agents.distributions import ActionSpec
-from rlctl.agents.ppo import recurrent_ppo_update
+from rlctl.agents.ppo import recurrent_ppo_update, sequence_values
 from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.cli import main
 from rlctl.config import Config
@@ -75,6 +75,9 @@ def test_training_replays_the_collected_sequences_exactly(bptt: int) -> None:
     assert isinstance(agent, RecurrentActorCritic)
     stats = recurrent_ppo_update(agent, frozen, batch, (64, 8), cfg.ppo, bptt)
     assert abs(stats["approx_kl"]) < 1e-6 and stats["clipfrac"] == 0.0  # new log-probs are the collected ones
+    # ppo.recompute_adv replays the same sequences: with the weights unchanged, the values collection saw
+    replayed = sequence_values(agent, batch["obs"], batch["rnn_states"], batch["starts"], (64, 8), bptt)
+    torch.testing.assert_close(replayed, batch["values"], atol=1e-5, rtol=1e-5)
 
 
 def test_a_recurrent_policy_learns_a_cue_that_a_feed_forward_one_cannot_use(tmp_path: Path) -> None:
@@ -104,6 +107,9 @@ def test_recurrent_policies_with_unsupported_options_are_one_clear_error(tmp_pat
     assert "must divide" in capsys.readouterr().err
     assert main([*base, "--set", "run.compile=true"]) == 2
     assert "does not work with run.compile" in capsys.readouterr().err
+    assert main([*base, "--set", "ppo.num_steps=64", "--set", "env.num_envs=8", "--set", "ppo.recompute_adv=true",
+                 "--set", "ppo.bptt_steps=16", "--force"]) == 0  # advantages recomputed on the sequences
+    capsys.readouterr()
     assert main([*base, "--set", "baseline.type=factorized"]) == 2
     assert "does not work with baseline.type=factorized" in capsys.readouterr().err
 

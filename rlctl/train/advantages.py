@@ -29,6 +29,8 @@ from rlctl.agents.baselines import (
 from rlctl.agents.gae import compute_gae
 from rlctl.agents.policies import Policy
 from rlctl.agents.policy import ActorCritic
+from rlctl.agents.ppo import sequence_values
+from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.agents.rollout import Rollout
 from rlctl.config import Config, PPOConfig
 from rlctl.envs.ids import check_env_id
@@ -91,7 +93,12 @@ def recompute_advantages(agent: Policy, rollout: Rollout, ppo: PPOConfig, batch:
     kept), so those bootstraps are one update stale.
     """
     num_steps, num_envs = rollout.values.shape
-    values = agent.value(rollout.obs.flatten(0, 1)).reshape(num_steps, num_envs)
+    if isinstance(agent, RecurrentActorCritic):  # replayed as the update replays it, from the stored states
+        flat = rollout.flat()
+        values = sequence_values(agent, flat["obs"], flat["rnn_states"], flat["starts"], (num_steps, num_envs),
+                                 ppo.bptt_steps).reshape(num_steps, num_envs)
+    else:
+        values = agent.value(rollout.obs.flatten(0, 1)).reshape(num_steps, num_envs)
     next_values = rollout.next_values.clone()
     fresh = ~rollout.truncated[:-1]
     next_values[:-1] = torch.where(fresh, values[1:], rollout.next_values[:-1])

@@ -55,11 +55,11 @@ class Learner:
             baseline = (batch["actor"] == BASELINE_ACTOR).float()
             batch["policy_weight"], batch["imitation_weight"] = 1.0 - baseline, baseline
         stage = self.advantages
+        refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
         if isinstance(self.agent, RecurrentActorCritic):  # whole sequences from the stored states
             shape = (rollout.rewards.shape[0], rollout.rewards.shape[1])
             return recurrent_ppo_update(self.agent, self.optimizer, batch, shape, self.cfg.ppo,
-                                        self.cfg.ppo.bptt_steps, float(self.step.clip_coef)) | stage.stats()
-        refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
+                                        self.cfg.ppo.bptt_steps, float(self.step.clip_coef), refresh) | stage.stats()
         return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh) | stage.stats()
 
     def state_dict(self) -> dict[str, Any]:
