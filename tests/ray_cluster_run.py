@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,18 +26,28 @@ RAY = str(Path(sys.executable).with_name("ray"))
 WAIT_FOR_NODES = """
 import sys, time, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
-deadline = time.monotonic() + 120
+deadline = time.monotonic() + 240
 while sum(n["Alive"] for n in ray.nodes()) < 2:
     if time.monotonic() > deadline:
-        sys.exit("the second node never joined")
+        sys.exit(f"the second node never joined: {ray.nodes()}")
     time.sleep(0.5)
 """
 
 
-def _env() -> dict[str, str]:
+def _env(temp: str) -> dict[str, str]:
+    # RAY_TMPDIR: this cluster's session files apart from any other Ray on the machine (a short path: Ray's
+    # socket paths must fit in 107 bytes)
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "rlctl-test-token-0123456789abcdef",
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
-            "RAY_health_check_failure_threshold": "3"}
+            "RAY_health_check_failure_threshold": "3", "RAY_TMPDIR": temp}
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> None:
+    """Run a set-up step; its output goes into the error if it fails."""
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed ({done.returncode}): {done.stdout[-2000:]}"
+                           f"{done.stderr[-2000:]}")
 
 
 def _logged_steps(run: Path) -> int:
@@ -50,13 +61,13 @@ def _logged_steps(run: Path) -> int:
 def main(out: Path) -> dict[str, object]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     out.mkdir(parents=True, exist_ok=True)
-    env = _env()
+    env = _env(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", "--port", ADDRESS.split(":")[1], "--num-cpus", "2",
-                    "--include-dashboard", "false", *common], env=env, check=True, capture_output=True)
+    _run([RAY, "start", "--head", "--port", ADDRESS.split(":")[1], "--num-cpus", "2", "--include-dashboard", "false",
+          *common], env)
     second = subprocess.Popen([RAY, "start", "--address", ADDRESS, "--num-cpus", "1", "--block", *common], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    subprocess.run([sys.executable, "-c", WAIT_FOR_NODES, ADDRESS], env=env, check=True, capture_output=True)
+    _run([sys.executable, "-c", WAIT_FOR_NODES, ADDRESS], env)
     run = out / "run"
     log = open(out / "train.log", "w")  # noqa: SIM115 - closed below
     train = subprocess.Popen([sys.executable, "-m", "rlctl.cli", "train", "--env", "Pendulum-v1", "--backend", "ray",

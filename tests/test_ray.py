@@ -44,6 +44,15 @@ def test_local_cluster_stays_on_loopback(tmp_path: Path) -> None:
     assert seen["nodes"] and all(addr.startswith("127.") for addr in seen["nodes"])
 
 
+def test_a_private_local_cluster_ignores_a_cluster_address_left_on_the_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ray start` leaves its address behind (RAY_ADDRESS, /tmp/ray/ray_current_cluster), and a bare ray.init()
+    # would join that cluster, or hang on a dead one; without --ray-address rlctl starts its own
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there
+    cfg = with_overrides(_cfg("ray"), {"ppo": {"total_timesteps": 256}})
+    assert train(cfg, tmp_path, progress=False).global_step == 256
+
+
 def test_ray_actors_give_exactly_the_process_samplers_run(tmp_path: Path) -> None:
     via_ray = train(_cfg("ray"), tmp_path / "ray", progress=False)
     via_processes = train(_cfg("process"), tmp_path / "proc", progress=False)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_s
 from rlctl.bench.stats import mean_std
 
@@ -62,18 +64,20 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
            command: str) -> None:
     """``recurrent.md`` and ``recurrent_memory.png`` from the finished runs, plus the UAV summary."""
     lines = [*report_header("Recurrent (LSTM/GRU) against feed-forward PPO", command, seeds),
-             f"*Final*: the final policy's success rate or mean return, deterministic, {episodes} episodes "
-             "(seeds 10000 + seed + i). *Wall ÷ mlp*: a run's wall time over "
-             "the `mlp` run's of the same seed, median over seeds (the runs shared the 2-core machine, so only this "
-             "ratio is reported).", ""]
+             f"*Final*: the final policy's success rate or mean return, deterministic (the mean action), {episodes} "
+             "episodes (seeds 10000 + seed + i). *Training*: the mean of the last 100 logged values of the training "
+             "curve (the stochastic policy as it explored; for returns, its last 100 episodes). *Wall ÷ mlp*: a "
+             "run's wall time over the `mlp` run's of the same seed, median over seeds (the runs shared the 2-core "
+             "machine, so only this ratio is reported).", ""]
     for task in tasks:
         env_id, _, settings, metric = TASKS[task]
         lines += [f"## {task}: {env_id}", "", "Settings (every variant, on top of the preset): "
                   + ", ".join(f"`{s}`" for s in settings) + ".", "",
-                  f"| policy | final {metric.replace('_', ' ')} | wall ÷ mlp | seeds |", "|---|---:|---:|---:|"]
+                  f"| policy | final {metric.replace('_', ' ')} | training (`{CURVES[metric]}`) | wall ÷ mlp | seeds |",
+                  "|---|---:|---:|---:|---:|"]
         curves: dict[str, list[tuple[list[int], list[float]]]] = {}
         for variant in variants:
-            success, ratios, done = [], [], 0
+            success, training, ratios, done = [], [], [], 0
             for seed in seeds:
                 run = runs / _name(task, variant, seed)
                 if not (run / "final_eval.json").is_file():
@@ -84,9 +88,13 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 if (plain / "metrics.jsonl").is_file():
                     ratios.append(wall_s(run) / wall_s(plain))
                 curves.setdefault(variant, []).append(curve(run, CURVES[metric]))
+                training.append(float(np.mean(curves[variant][-1][1][-100:])))
+            if not done:  # a variant this task was not run with
+                continue
             ratio = f"{statistics.median(ratios):.2f}" if ratios else "—"
-            cell = mean_std(success, 2 if metric == "success_rate" else 0)
-            lines.append(f"| {variant} | {cell} | {ratio} | {done} |")
+            digits = 2 if metric == "success_rate" else 0
+            cells = f"{mean_std(success, digits)} | {mean_std(training, digits)}"
+            lines.append(f"| {variant} | {cells} | {ratio} | {done} |")
         lines += ["", f"![{task}](recurrent_{task}.png)", ""]
         _plot(curves, out / f"recurrent_{task}.png", env_id, metric)
     lines += uav_summary(out / "runs" / "uav")
@@ -164,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                                                  "with --report-only --runs-dir DIR)")
 
     def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
-        if args.keep:
-            names = [_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds]
-            keep_runs(names, Path(args.runs_dir), Path(args.keep), tuple(CURVES.values()))
+        for task in tasks if args.keep else []:  # each task's own curve: the one its report reads
+            names = [_name(task, variant, seed) for variant in variants for seed in seeds]
+            keep_runs(names, Path(args.runs_dir), Path(args.keep), (CURVES[TASKS[task][3]],))
 
     return run_matrix("rlctl.bench.recurrent", p, argv, list(TASKS), list(VARIANTS), train_matrix, report,
                       after=keep)

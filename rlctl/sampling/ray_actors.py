@@ -108,7 +108,7 @@ class RaySampler(QueuesRequests):
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:  # a private local cluster on the loopback interface
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", include_dashboard=False, log_to_driver=False)
         self.rollout = template
         self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if is_sampler_owned(k)}
         # SPREAD: one worker per node while there are nodes, so a cluster's cores all collect
