@@ -37,7 +37,10 @@ while sum(n["Alive"] for n in ray.nodes()) < 2:
 def _env(temp: str) -> dict[str, str]:
     # RAY_TMPDIR: this cluster's session files apart from any other Ray on the machine (a short path: Ray's
     # socket paths must fit in 107 bytes)
-    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "rlctl-test-token-0123456789abcdef",
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: rlctl's private local clusters set it to 0 (single-machine mode) in the
+    # process that started one, e.g. a pytest that ran tests/test_ray.py first; a node could not join then
+    base = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    return {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "rlctl-test-token-0123456789abcdef",
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",
             "RAY_health_check_failure_threshold": "3", "RAY_TMPDIR": temp}
 
@@ -65,9 +68,13 @@ def main(out: Path) -> dict[str, object]:
     common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     _run([RAY, "start", "--head", "--port", ADDRESS.split(":")[1], "--num-cpus", "2", "--include-dashboard", "false",
           *common], env)
+    node_log = open(out / "second_node.log", "w")  # noqa: SIM115 - closed with the namespace
     second = subprocess.Popen([RAY, "start", "--address", ADDRESS, "--num-cpus", "1", "--block", *common], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _run([sys.executable, "-c", WAIT_FOR_NODES, ADDRESS], env)
+                              stdout=node_log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _run([sys.executable, "-c", WAIT_FOR_NODES, ADDRESS], env)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}\nsecond node: {(out / 'second_node.log').read_text()[-2000:]}") from None
     run = out / "run"
     log = open(out / "train.log", "w")  # noqa: SIM115 - closed below
     train = subprocess.Popen([sys.executable, "-m", "rlctl.cli", "train", "--env", "Pendulum-v1", "--backend", "ray",
