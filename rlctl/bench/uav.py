@@ -368,8 +368,11 @@ def _matrix_summary(summaries: Path) -> list[str]:
     for path in sorted(summaries.glob("*.train.json")):
         task, train_set, _ = path.name.removesuffix(".train.json").split("__")
         groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
-    return [f"{task} trained on {ts}: {len(steps)} seeds × {max(steps):,} steps"
-            for (task, ts), steps in groups.items()]
+    def label(task: str, row: str) -> str:
+        train_set, policy = _split_row(row)
+        return f"{task}{'' if policy == 'mlp' else f' ({policy.upper()})'} trained on {train_set}"
+
+    return [f"{label(task, ts)}: {len(steps)} seeds × {max(steps):,} steps" for (task, ts), steps in groups.items()]
 
 
 def _plot_curves(task: str, runs: Path, path: Path) -> None:
