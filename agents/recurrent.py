@@ -116,10 +116,13 @@ class RecurrentActorCritic(nn.Module):
         The core runs once per stretch of steps in which no env of the batch starts an episode (not once per
         step): the same arithmetic, with a fraction of the Python dispatch (an episode start is rare in a chunk).
         """
-        keep = (~starts.bool()).to(features.dtype)  # [T, B]
-        cuts = [0, *(torch.nonzero(starts.bool().any(1)).flatten().tolist()), features.shape[0]]
+        started = starts.bool()
+        keep = (~started).to(features.dtype)  # [T, B]
+        steps = features.shape[0]
+        # one step (collection) is one stretch: no host sync to find episode starts
+        cuts = [0, *(torch.nonzero(started[1:].any(1)).flatten() + 1).tolist(), steps] if steps > 1 else [0, 1]
         outputs = []
-        for begin, end in itertools.pairwise(sorted(set(cuts))):
+        for begin, end in itertools.pairwise(cuts):
             state = state * keep[begin, :, None]
             out, packed = self.core(features[begin:end], self._unpack(state))
             state = self._pack(packed)

@@ -107,6 +107,7 @@ def uav_summary(summaries: Path) -> list[str]:
     both policies finished (table seeds only), held-out ÷ nominal per seed, and the wall-time ratio."""
     from rlctl.bench.seeds import is_table_seed
     from rlctl.bench.uav import TASKS as UAV_TASKS
+    from rlctl.bench.uav import _seed
 
     lines = ["## UAV: feed-forward vs LSTM, trained on the randomized set", ""]
     rows = []
@@ -114,7 +115,7 @@ def uav_summary(summaries: Path) -> list[str]:
         def evals(row: str, task: str = task) -> dict[int, dict[str, Any]]:
             found = {}
             for path in summaries.glob(f"{task}__{row}__s*.eval.json"):
-                seed = int(path.name.split(".")[0].rpartition("__s")[2])
+                seed = _seed(path)
                 if is_table_seed(seed):
                     found[seed] = json.loads(path.read_text())["results"]["policy"]
             return found

@@ -83,10 +83,15 @@ ROWS = [_row(train_set, policy) for policy in POLICIES for train_set in ("nomina
 """the table's PPO rows, in order"""
 
 
+def _kind(row: str) -> str:
+    """What a row's name adds for its policy: ``""`` (feed-forward), `` (LSTM)``."""
+    policy = _split_row(row)[1]
+    return "" if policy == "mlp" else f" ({policy.upper()})"
+
+
 def _label(row: str) -> str:
     """The controller column: ``PPO`` (feed-forward), ``PPO (LSTM)``."""
-    policy = _split_row(row)[1]
-    return "PPO" if policy == "mlp" else f"PPO ({policy.upper()})"
+    return "PPO" + _kind(row)
 
 
 def _split_row(row: str) -> tuple[str, str]:
@@ -368,11 +373,8 @@ def _matrix_summary(summaries: Path) -> list[str]:
     for path in sorted(summaries.glob("*.train.json")):
         task, train_set, _ = path.name.removesuffix(".train.json").split("__")
         groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
-    def label(task: str, row: str) -> str:
-        train_set, policy = _split_row(row)
-        return f"{task}{'' if policy == 'mlp' else f' ({policy.upper()})'} trained on {train_set}"
-
-    return [f"{label(task, ts)}: {len(steps)} seeds × {max(steps):,} steps" for (task, ts), steps in groups.items()]
+    return [f"{task}{_kind(ts)} trained on {_split_row(ts)[0]}: {len(steps)} seeds × {max(steps):,} steps"
+            for (task, ts), steps in groups.items()]
 
 
 def _plot_curves(task: str, runs: Path, path: Path) -> None:

@@ -94,9 +94,9 @@ def recompute_advantages(agent: Policy, rollout: Rollout, ppo: PPOConfig, batch:
     """
     num_steps, num_envs = rollout.values.shape
     if isinstance(agent, RecurrentActorCritic):  # replayed as the update replays it, from the stored states
-        flat = rollout.flat()
-        values = sequence_values(agent, flat["obs"], flat["rnn_states"], flat["starts"], (num_steps, num_envs),
-                                 ppo.bptt_steps).reshape(num_steps, num_envs)
+        values = sequence_values(agent, rollout.obs.flatten(0, 1), rollout.rnn_states.flatten(0, 1),
+                                 rollout.starts.flatten(0, 1), (num_steps, num_envs), ppo.bptt_steps
+                                 ).reshape(num_steps, num_envs)
     else:
         values = agent.value(rollout.obs.flatten(0, 1)).reshape(num_steps, num_envs)
     next_values = rollout.next_values.clone()

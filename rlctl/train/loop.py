@@ -226,7 +226,7 @@ def _announce(cfg: Config, agent: Policy, device: torch.device, why: str, resume
 
 def _report_compile(seconds: float | None) -> None:
     hits, misses = cache_counts()
-    took = f"{seconds:.1f} s" if seconds is not None else "no minibatch step"  # a recurrent update is not compiled
+    took = f"{seconds:.1f} s" if seconds is not None else "no minibatch step ran"
     print(f"rlctl: torch.compile of the minibatch step (loss and backward; gradient clip and Adam): {took}, "
           f"{hits} graphs from the cache, {misses} compiled", flush=True)
 
