@@ -95,6 +95,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda fh: torch.save(data, fh))
 
 
+def keep_copy(source: Path, dest: Path) -> None:
+    """Copy a written checkpoint to ``dest`` atomically (a kill mid-copy leaves no half file under that name)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest, lambda fh: fh.write(source.read_bytes()))
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load and validate a checkpoint; every failure is a UserError that names the file."""
     path = Path(path)

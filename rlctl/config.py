@@ -168,6 +168,9 @@ class RunConfig:
     """restarts of a failed sampler process before training stops with its error"""
     checkpoint_every: int = 50_000
     """environment steps between checkpoints (one is always written at the end)"""
+    keep_checkpoints: bool = False
+    """also keep each checkpoint as ``checkpoints/step_<N>.pt`` (N = its step), to evaluate or measure
+    (``rlctl variance``) a run at several points; the resumable one stays ``checkpoint.pt``"""
     log_every: int = 2048
     """environment steps between scalar log writes (rounded up to whole rollouts)"""
     eval_episodes: int = 10

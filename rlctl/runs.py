@@ -23,6 +23,8 @@ from rlctl.errors import UserError
 from rlctl.spaces import SpaceAdapter, adapter_for_env
 
 CHECKPOINT = "checkpoint.pt"
+KEPT = "checkpoints"
+"""where ``run.keep_checkpoints`` keeps a copy of each checkpoint, named by its step"""
 CONFIG = "config.yaml"
 
 

@@ -34,7 +34,7 @@ def stop_after(updates: int) -> Callable[[dict[str, Any]], bool]:
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     from rlctl.checkpoint import load_checkpoint
 
-    return load_checkpoint(run_dir / "checkpoint.pt")["agent"]
+    return load_checkpoint(run_dir / "checkpoint.pt" if run_dir.is_dir() else run_dir)["agent"]
 
 
 def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

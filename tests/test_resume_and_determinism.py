@@ -78,3 +78,17 @@ def test_run_directory_holds_config_events_metrics_and_checkpoint(tmp_path: Path
     assert lr == sorted(lr, reverse=True) and lr[0] > lr[-1]  # annealed
     jsonl_tags = {r["tag"] for r in read_metrics(tmp_path / "metrics.jsonl")}
     assert expected <= jsonl_tags
+
+
+def test_kept_checkpoints_are_the_run_at_each_checkpoint_step(tmp_path: Path) -> None:
+    kw = CASES["CartPole-v1"]  # 8 updates of 256 steps, a checkpoint every 512 steps
+    cfg = small_config("CartPole-v1", **dict(kw, run={**kw["run"], "keep_checkpoints": True}))  # type: ignore[arg-type]
+    train(cfg, tmp_path / "kept", progress=False)
+    kept = sorted(p.name for p in (tmp_path / "kept" / "checkpoints").iterdir())
+    assert kept == [f"step_{s:09d}.pt" for s in (512, 1024, 1536, 2048)]
+    assert_same_weights(weights(tmp_path / "kept" / "checkpoints" / kept[-1]), weights(tmp_path / "kept"))
+    # The copy at 1,024 steps is the run as it stood then: a run of the same seed stopped there has those weights.
+    train(small_config("CartPole-v1", **kw), tmp_path / "stopped", on_update=stop_after(4),  # type: ignore[arg-type]
+          progress=False)
+    assert_same_weights(weights(tmp_path / "kept" / "checkpoints" / kept[1]), weights(tmp_path / "stopped"))
+    assert not (tmp_path / "stopped" / "checkpoints").exists()  # off by default

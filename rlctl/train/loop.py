@@ -21,7 +21,7 @@ import torch
 
 from rlctl.agents.cnn import CnnActorCritic
 from rlctl.agents.policies import Policy, state_size
-from rlctl.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from rlctl.checkpoint import atomic_write_text, keep_copy, load_checkpoint, save_checkpoint
 from rlctl.config import Config, save_yaml
 from rlctl.device import resolve_device, update_probe
 from rlctl.envs.make import make_env
@@ -30,7 +30,7 @@ from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.reward import reward_record, run_reward
-from rlctl.runs import CHECKPOINT, CONFIG, build_agent
+from rlctl.runs import CHECKPOINT, CONFIG, KEPT, build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
 from rlctl.train.compile_cache import cache_counts, use_compile_cache
@@ -138,6 +138,8 @@ def train(
                     "transfer": transfer.state_dict() if transfer is not None else None,
                     "curriculum": curriculum.state_dict() if curriculum is not None else None,
                 })
+                if cfg.run.keep_checkpoints:
+                    keep_copy(run_dir / CHECKPOINT, run_dir / KEPT / f"step_{global_step:09d}.pt")
 
             def launch(step: int) -> None:
                 if transfer is not None:  # the learner's share of the arbitration for this rollout
