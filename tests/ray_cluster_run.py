@@ -37,8 +37,8 @@ while sum(n["Alive"] for n in ray.nodes()) < 2:
 def _env(temp: str) -> dict[str, str]:
     # RAY_TMPDIR: this cluster's session files apart from any other Ray on the machine (a short path: Ray's
     # socket paths must fit in 107 bytes)
-    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER: rlctl's private local clusters set it to 0 (single-machine mode) in the
-    # process that started one, e.g. a pytest that ran tests/test_ray.py first; a node could not join then
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (single-machine mode, which rlctl's private local clusters use while
+    # they live) would keep the second node from joining, so a value left in the caller's environment is dropped
     base = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     return {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "rlctl-test-token-0123456789abcdef",
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "1000",

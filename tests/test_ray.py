@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,12 +54,20 @@ def test_a_private_local_cluster_ignores_a_cluster_address_left_on_the_machine(
     assert train(cfg, tmp_path, progress=False).global_step == 256
 
 
-def test_ray_actors_give_exactly_the_process_samplers_run(tmp_path: Path) -> None:
+def test_ray_actors_give_exactly_the_process_samplers_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import ray_constants
+
+    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     via_ray = train(_cfg("ray"), tmp_path / "ray", progress=False)
     via_processes = train(_cfg("process"), tmp_path / "proc", progress=False)
     assert via_ray.episode_returns == via_processes.episode_returns and via_ray.episode_returns
     assert_same_weights(weights(tmp_path / "ray"), weights(tmp_path / "proc"))
     assert not ray.is_initialized()  # the local cluster rlctl started is shut down again
+    # ...and its single-machine settings with it: a later `ray start` or cluster join from this process is not
+    # held to one machine
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
+    assert ray_constants.ENABLE_RAY_CLUSTER == cluster_mode
 
 
 def test_killed_ray_actor_is_restarted_and_training_completes(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -74,20 +75,40 @@ class _RayWorker:
         torch.set_rng_state(state["rng"])
 
 
-def _import_ray(local: bool) -> Any:
-    if local:
-        # A private local cluster stays on loopback. Ray swaps 127.0.0.1 for the machine's routable address
-        # unless its single-machine mode is on; the variable reaches Ray's child processes, the constant
-        # covers a Ray that this process imported already.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+def _import_ray() -> Any:
     try:
         import ray
-        from ray._private import ray_constants
     except ImportError:
         raise UserError("run.sampler=ray (--backend ray) needs Ray: pip install 'rlctl[ray]'") from None
-    if local and not ray.is_initialized():
-        ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
+
+
+ENV_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _init_private_cluster(ray: Any) -> Callable[[], None]:
+    """Start a local cluster that stays on loopback; returns what undoes its settings after ``ray.shutdown``.
+
+    Ray swaps 127.0.0.1 for the machine's routable address unless its single-machine mode is on. The variable
+    must reach the processes ``ray.init`` starts (they pass it on to the workers), so it is set around the call
+    and then put back; the module constant stays off while the cluster lives (driver-side lookups read it)."""
+    from ray._private import ray_constants
+
+    before_env, before_const = os.environ.get(ENV_SINGLE_MACHINE), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[ENV_SINGLE_MACHINE] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    finally:
+        if before_env is None:
+            os.environ.pop(ENV_SINGLE_MACHINE, None)
+        else:
+            os.environ[ENV_SINGLE_MACHINE] = before_env
+
+    def undo() -> None:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+
+    return undo
 
 
 class RaySampler(QueuesRequests):
@@ -96,7 +117,7 @@ class RaySampler(QueuesRequests):
     def __init__(self, cfg_yaml: str, agent: Policy, template: Rollout, seed: int, overlap: bool,
                  reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1,
                  address: str | None = None) -> None:
-        ray = self.ray = _import_ray(local=not address)
+        ray = self.ray = _import_ray()
         self.policy_lag = 1 if overlap else 0
         self.budget = RestartBudget(max_restarts)
         self.timeout = timeout
@@ -104,11 +125,12 @@ class RaySampler(QueuesRequests):
         if num_envs % num_workers:
             raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
         self._owns_ray = not ray.is_initialized()
+        self._undo_local: Callable[[], None] | None = None
         if self._owns_ray:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:  # a private local cluster on the loopback interface
-                ray.init(address="local", include_dashboard=False, log_to_driver=False)
+                self._undo_local = _init_private_cluster(ray)
         self.rollout = template
         self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if is_sampler_owned(k)}
         # SPREAD: one worker per node while there are nodes, so a cluster's cores all collect
@@ -218,3 +240,6 @@ class RaySampler(QueuesRequests):
             self.ray.kill(worker, no_restart=True)
         if self._owns_ray:
             self.ray.shutdown()
+        if self._undo_local is not None:
+            self._undo_local()
+            self._undo_local = None
