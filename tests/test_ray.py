@@ -67,7 +67,7 @@ def test_ray_actors_give_exactly_the_process_samplers_run(tmp_path: Path, monkey
     # ...and its single-machine settings with it: a later `ray start` or cluster join from this process is not
     # held to one machine
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in os.environ
-    assert ray_constants.ENABLE_RAY_CLUSTER == cluster_mode
+    assert ray_constants.ENABLE_RAY_CLUSTER is cluster_mode
 
 
 def test_killed_ray_actor_is_restarted_and_training_completes(tmp_path: Path) -> None:
