@@ -90,13 +90,18 @@ class LoadedPolicy(NamedTuple):
 
 
 def load_policy(target: str | Path) -> LoadedPolicy:
-    """The trained policy of a run directory or checkpoint file, on the CPU in eval mode."""
+    """The trained policy of a run directory or checkpoint file, on the CPU in eval mode.
+
+    Sets torch's CPU threads to the run's ``run.torch_threads`` (1 unless the run chose more), as training did:
+    one control step is a few tiny matrix products, and with torch's default of one thread per core each step
+    waits on the others (an LSTM step took 19x longer with 2 threads than with 1 on a busy 2-core machine)."""
     path = Path(target)
     if not path.exists():
         raise UserError(f"{target}: no such run directory or checkpoint")
     ckpt_path = path / CHECKPOINT if path.is_dir() else path
     ckpt = load_checkpoint(ckpt_path)
     cfg = load_yaml(ckpt["config"])
+    torch.set_num_threads(cfg.run.torch_threads)
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     adapter = adapter_for_env(env)
     env.close()

@@ -119,3 +119,20 @@ def test_truncated_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
     plain.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(UserError):
         load_checkpoint(plain)
+
+
+def test_loading_a_policy_acts_with_the_runs_torch_threads(tmp_path: Path) -> None:
+    # torch's default (a thread per core) made each control step of a loaded policy wait on the other cores
+    from rlctl.runs import load_policy
+    from rlctl.train.loop import train
+    from tests.helpers import small_config
+
+    train(small_config("CartPole-v1", ppo={"total_timesteps": 128, "num_steps": 64, "minibatch_size": 64,
+                                           "update_epochs": 1}), tmp_path / "run", progress=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_policy(tmp_path / "run")
+        assert torch.get_num_threads() == 1  # the run's run.torch_threads
+    finally:
+        torch.set_num_threads(before)
