@@ -165,6 +165,8 @@ def test_presets_lists_and_shows_entries() -> None:
         (["eval", "/nonexistent/run"], ["no such run directory"]),
         (["enjoy", "/nonexistent/run"], ["no such run directory"]),
         (["train"], ["needs --env"]),
+        (["train", "--env", "CartPole-v1", "--fast", "--backend", "inline"], ["--fast", "--backend inline"]),
+        (["train", "--resume", "/tmp", "--fast"], ["drop --fast"]),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
@@ -196,3 +198,17 @@ def test_corrupt_and_pickled_checkpoints_are_refused_by_eval(tmp_path: Path) -> 
 def test_debug_flag_shows_the_traceback() -> None:
     proc = rlctl("--debug", "train", "--env", "NoSuchEnv-v0", check=False)
     assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+@pytest.mark.parametrize(("extra", "sampler"), [([], "process"), (["--backend", "ray"], "ray")])
+def test_fast_flag_turns_on_the_sampler_process_overlap_and_compile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], sampler: str) -> None:
+    import rlctl.train
+    from rlctl.cli import main
+
+    seen = {}
+    monkeypatch.setattr(rlctl.train, "train", lambda cfg, run_dir, **_: seen.setdefault("run", cfg.run))
+    assert main(["train", "--env", "CartPole-v1", "--fast", *extra, "--run-dir", str(tmp_path / "r"), "--quiet",
+                 "--set", "run.num_workers=2"]) == 0
+    run = seen["run"]
+    assert (run.sampler, run.overlap, run.compile, run.num_workers) == (sampler, True, True, 2)

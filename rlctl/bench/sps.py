@@ -27,11 +27,12 @@ from rlctl.bench import checks
 from rlctl.bench.load import RULE, settled_mean, timing_issue
 from rlctl.bench.matrix import run_matrix
 from rlctl.bench.seeds import refusal, span, table_seeds
-from rlctl.bench.stats import SPREAD, mean_std
+from rlctl.bench.stats import SPREAD, mean_std, permutation_p
 from rlctl.bench.worker import WARMUP_ROLLOUTS, worker_config
 from rlctl.errors import UserError
 
-LIBS = ("rlctl", "rlctl-overlap", "sb3")  # rlctl-overlap: process sampler + overlap (policy lag 1)
+LIBS = ("rlctl", "rlctl-overlap", "rlctl-fast", "sb3")
+"""rlctl-overlap: process sampler + overlap (policy lag 1); rlctl-fast: the same + ``run.compile`` (``train --fast``)"""
 
 
 def _require_sb3() -> None:
@@ -320,9 +321,32 @@ def report_returns(preset: str, out: Path) -> None:
             lines.append(f"| {env} | {lib} | {len(rs)} ({span(r['seed'] for r in rs)}) | "
                          f"{mean_std([r['last100'] for r in rs])} | {mean_std([r['eval_mean'] for r in rs])} | {sps} |")
         _plot_returns([r for r in runs if r["env"] == env], out / f"{stem}_{env.replace('/', '_')}.png", env, preset)
+    lines += _against_inline(runs, envs)
     lines += ["", "Learning curves: " + ", ".join(f"`{stem}_{env.replace('/', '_')}.png`" for env in envs)]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _against_inline(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
+    """Each faster rlctl variant against the inline sampler on the same seeds: the difference of the means and a
+    two-sided permutation test, so that "level within the seed spread" is a number, not a reading of the table."""
+    lines = []
+    for env in envs:
+        inline = {r["seed"]: r for r in runs if r["env"] == env and r["lib"] == "rlctl"}
+        for lib in ("rlctl-overlap", "rlctl-fast"):
+            other = {r["seed"]: r for r in runs if r["env"] == env and r["lib"] == lib}
+            seeds = sorted(inline.keys() & other.keys())
+            if len(seeds) < 2:
+                continue
+            parts = []
+            for key, name in (("last100", "last-100"), ("eval_mean", "eval")):
+                a, b = [other[s][key] for s in seeds], [inline[s][key] for s in seeds]
+                parts.append(f"{name} {statistics.mean(a) - statistics.mean(b):+.0f} (p = {permutation_p(a, b):.2f})")
+            lines.append(f"- {env}, {lib} − rlctl over seeds {span(seeds)}: " + ", ".join(parts))
+    if lines:
+        lines = ["", "Faster variants against the inline sampler (difference of means; two-sided permutation test "
+                 "over the seeds both ran):", *lines]
+    return lines
 
 
 def _plot_returns(runs: list[dict[str, Any]], path: Path, env: str, preset: str) -> None:
@@ -334,7 +358,7 @@ def _plot_returns(runs: list[dict[str, Any]], path: Path, env: str, preset: str)
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     grid = np.linspace(0, max(r["steps"] for r in runs), 100)
-    for lib, color in zip(LIBS, ("tab:blue", "tab:green", "tab:orange"), strict=True):
+    for lib, color in zip(LIBS, ("tab:blue", "tab:green", "tab:red", "tab:orange"), strict=True):
         curves = []
         for r in (r for r in runs if r["lib"] == lib):
             ep = np.asarray(r["episodes"], dtype=float)

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where rollouts are collected (run.sampler; see README 'Samplers'); envpool: Atari games "
                         "stepped by EnvPool (env.vectorization=envpool)")
     p.add_argument("--num-workers", type=int, help="sampler workers for process/ray (run.num_workers)")
+    p.add_argument("--fast", action="store_true",
+                   help="the fastest CPU settings: collect in a sampler process while the learner updates (policy "
+                        "lag 1) and compile the update (run.sampler=process unless --backend ray, run.overlap=true, "
+                        "run.compile=true)")
     p.add_argument("--ray-address", help="Ray cluster to join, HOST:6379 (run.ray_address); default: local")
     p.add_argument("--baseline-policy", metavar="SPEC",
                    help="a working controller that acts first and hands over to the learned policy: controller:NAME "

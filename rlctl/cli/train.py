@@ -44,7 +44,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           ("--run-dir", args.run_dir), ("--baseline-policy", args.baseline_policy),
                                           ("--arbiter", args.arbiter), ("--demo", args.demo))
                  if value is not None] + \
-            (["--set"] if args.set else [])
+            (["--set"] if args.set else []) + (["--fast"] if args.fast else [])
         if given:
             raise UserError(f"--resume continues a run with its saved config; drop {', '.join(given)}")
         run_dir = Path(args.resume)
@@ -65,6 +65,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault("env", {})["num_envs"] = args.num_envs
     if args.device is not None:
         overrides.setdefault("run", {})["device"] = args.device
+    if args.fast:
+        if args.backend in ("inline", "envpool"):
+            raise UserError(f"--fast collects in sampler processes while the learner updates; it does not combine "
+                            f"with --backend {args.backend} (drop one of them)")
+        overrides.setdefault("run", {}).update(sampler=args.backend or "process", overlap=True, compile=True)
     if args.backend == "envpool":  # Atari stepped by EnvPool, collected inline
         overrides.setdefault("env", {})["vectorization"] = "envpool"
         args.backend = None
