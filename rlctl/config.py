@@ -1,11 +1,9 @@
-"""One typed config tree for a training run, built from defaults, a YAML preset and ``--set`` overrides.
+"""One typed config tree for a training run: its sections, their checks, and YAML in and out.
 
-Resolution order (later wins): dataclass defaults → ``default`` preset entry → the preset named by
-``--preset`` (or the entry keyed by the env id) → CLI flags (``--steps``, ``--seed``, …) → ``--set
-section.key=value``. The resolved tree is frozen (assigning a field raises
-``dataclasses.FrozenInstanceError``), so the config a run saves to ``RUN/config.yaml`` is the one it trained
-with; :func:`with_overrides` derives a changed copy, with the same checks as ``--set``. (``env.kwargs`` is
-still a dict: read it, never change it in place.)
+Where the values come from (presets, CLI flags, ``--set``) and in which order is :mod:`rlctl.resolve`. The
+resolved tree is frozen (assigning a field raises ``dataclasses.FrozenInstanceError``), so the config a run saves
+to ``RUN/config.yaml`` is the one it trained with; :func:`with_overrides` derives a changed copy, with the same
+checks as ``--set``. (``env.kwargs`` is still a dict: read it, never change it in place.)
 """
 
 from __future__ import annotations
@@ -13,11 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import re
 import typing
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -300,8 +295,6 @@ class Config:
         return max(1, self.ppo.total_timesteps // self.batch_size)
 
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
 _CHOICES: dict[str, tuple[str, ...]] = {
     "env.vectorization": ("sync", "async", "envpool"),
     "policy.activation": ("tanh", "relu", "elu"),
@@ -506,104 +499,6 @@ def _validate_curriculum(cfg: Config) -> None:
                         "cannot follow: set one of them off")
     if c.solve_success > 0 and c.eval_every <= 0:
         raise UserError("curriculum.solve_success needs curriculum.eval_every > 0 (the evaluations decide it)")
-
-
-# ---------------------------------------------------------------------------------------------
-# presets and --set overrides
-# ---------------------------------------------------------------------------------------------
-
-
-def load_presets() -> dict[str, dict[str, Any]]:
-    """All presets shipped in ``rlctl/presets/ppo.yaml`` (keys: env ids and named presets)."""
-    text = resources.files("rlctl").joinpath("presets/ppo.yaml").read_text()
-    data = yaml.safe_load(text)
-    return {k: v or {} for k, v in data.items()}
-
-
-def preset_for(env_id: str, preset: str | None) -> tuple[str, dict[str, Any]]:
-    """The preset dict to apply: ``preset`` if named, else the entry for ``env_id`` (``atari`` for an
-    ``ALE/*`` id without one), else ``default``.
-
-    ``preset`` may also be a YAML file (e.g. written by ``rlctl tune``): its entry for ``env_id`` is
-    used, or its only entry.
-    """
-    if preset is not None and preset.endswith((".yaml", ".yml")):
-        return preset, _preset_from_file(Path(preset), env_id)
-    presets = load_presets()
-    if preset is not None:
-        if preset not in presets:
-            close = difflib.get_close_matches(preset, presets, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UserError(f"unknown preset {preset!r}{hint} (list them with `rlctl presets`)")
-        return preset, presets[preset]
-    if env_id in presets:
-        return env_id, presets[env_id]
-    if env_id.startswith("ALE/") and "atari" in presets:
-        return "atari", presets["atari"]
-    return "default", presets.get("default", {})
-
-
-def _preset_from_file(path: Path, env_id: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"preset file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"preset file {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"preset file {path} must map env ids to settings")
-    if env_id in data:
-        return data[env_id] or {}
-    if len(data) == 1:
-        return next(iter(data.values())) or {}
-    raise UserError(f"preset file {path} has no entry for {env_id} (entries: {', '.join(map(str, data))})")
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """Turn ``["ppo.gamma=0.98", "policy.hidden_sizes=[256,256]"]`` into a nested dict.
-
-    Values are parsed as YAML scalars/lists, so ``true``, ``null``, ``3e-4`` and ``[64, 64]`` work.
-    """
-    nested: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key or any(not part for part in key.split(".")):
-            raise UserError(f"malformed --set {item!r}: expected section.key=value, e.g. ppo.gamma=0.98")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-            if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-                value = float(value)  # YAML 1.1 leaves "3e-4" a string
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", exc)
-            raise UserError(f"malformed --set {item!r}: cannot parse value {raw!r} ({problem})") from None
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {item!r} conflicts with an earlier --set of {part!r}")
-        node[parts[-1]] = value
-    return nested
-
-
-def resolve_config(
-    env_id: str,
-    preset: str | None = None,
-    overrides: dict[str, Any] | None = None,
-    set_items: list[str] | None = None,
-) -> tuple[Config, str]:
-    """Defaults → preset → explicit overrides → ``--set``; returns the config and the preset name used."""
-    name, preset_values = preset_for(env_id, preset)
-    cfg = Config()
-    defaults = load_presets().get("default", {})
-    _apply(cfg, defaults, "")
-    _apply(cfg, preset_values, "")
-    _apply(cfg, {"env": {"id": env_id}}, "")
-    _apply(cfg, overrides or {}, "")
-    _apply(cfg, parse_set(set_items or []), "")
-    validate(cfg)
-    return cfg, name
 
 
 def config_diff(a: Config, b: Config) -> list[str]:

@@ -69,7 +69,7 @@ def without_set(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def preset_env_kwargs(env_id: str) -> dict[str, Any]:
     """The env kwargs of ``env_id``'s preset (action mode, error integral, ...) without its sim-to-real set, so a
     baseline evaluated alone flies the interface a policy trained with the preset has."""
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     return without_set(resolve_config(env_id)[0].env.kwargs)
 

@@ -23,8 +23,9 @@ import numpy as np
 import yaml
 
 from rlctl.bench.seeds import tune_seed
-from rlctl.config import Config, from_dict, parse_set, preset_for, resolve_config
+from rlctl.config import Config, from_dict
 from rlctl.errors import UserError
+from rlctl.resolve import parse_set, preset_for, resolve_config
 
 # The declared search space: config path -> ("log"|"float", low, high) or ("cat", choices).
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {

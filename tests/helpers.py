@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from rlctl.config import Config, resolve_config
+from rlctl.config import Config
+from rlctl.resolve import resolve_config
 
 
 def small_config(env_id: str, preset: str | None = None, **sections: dict[str, Any]) -> Config:

@@ -16,12 +16,12 @@ pytest.importorskip("ale_py")
 from rlctl.agents.cnn import CnnActorCritic
 from rlctl.agents.distributions import ActionSpec
 from rlctl.agents.ppo import MinibatchStep, ppo_loss
-from rlctl.config import preset_for, resolve_config
 from rlctl.envs.errors import EnvError
 from rlctl.envs.make import make_env, make_vector_env
 from rlctl.envs.snapshot import capture_state, restore_state
 from rlctl.errors import UserError
 from rlctl.evaluate import act, evaluate_policy
+from rlctl.resolve import preset_for, resolve_config
 from rlctl.runs import build_agent
 from rlctl.sampling.collector import Collector
 from rlctl.spaces import adapter_for, rollout_for

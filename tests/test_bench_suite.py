@@ -149,7 +149,7 @@ def test_a_screen_run_with_the_same_config_is_reused_instead_of_trained_again(tm
 def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
     from rlctl.bench.suite import _sb3_unmatched
     from rlctl.bench.worker import sb3_kwargs, sb3_unmatched
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     hopper = resolve_config("Hopper-v5")[0]  # Tianshou's settings: advantages recomputed every epoch
     assert any(item.startswith("ppo.recompute_adv") for item in sb3_unmatched(hopper))
@@ -163,7 +163,7 @@ def test_settings_sb3_cannot_take_are_named_for_the_report() -> None:
 
 def test_sb3_runs_get_the_env_kwargs_and_time_limit_of_the_preset() -> None:
     from rlctl.bench.worker import sb3_env_maker
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     ant = resolve_config("Ant-v5", set_items=["env.max_episode_steps=50"])[0]
     assert ant.env.kwargs == {"include_cfrc_ext_in_observation": False}

@@ -4,17 +4,9 @@ import dataclasses
 
 import pytest
 
-from rlctl.config import (
-    Config,
-    from_dict,
-    load_presets,
-    load_yaml,
-    parse_set,
-    resolve_config,
-    save_yaml,
-    with_overrides,
-)
+from rlctl.config import Config, from_dict, load_yaml, save_yaml, with_overrides
 from rlctl.errors import UserError
+from rlctl.resolve import load_presets, parse_set, resolve_config
 
 
 def test_env_preset_then_overrides_then_set_in_that_order() -> None:

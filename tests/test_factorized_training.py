@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rlctl.checkpoint import load_checkpoint
-from rlctl.config import resolve_config
 from rlctl.errors import UserError
+from rlctl.resolve import resolve_config
 from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, small_config, stop_after, weights
 

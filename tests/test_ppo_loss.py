@@ -84,7 +84,7 @@ def _cleanrl_value_loss(newvalue: torch.Tensor, b_values: torch.Tensor, b_return
                          [("HalfCheetah-v5", "cleanrl-continuous", 0.2), ("ALE/Pong-v5", "atari", 0.1)])
 def test_cleanrl_parity_presets_weight_the_value_loss_as_cleanrl_does(env_id: str, preset: str, cleanrl_clip: float,
                                                                        clip_vloss: bool) -> None:
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     cfg, _ = resolve_config(env_id, preset)
     assert cfg.ppo.clip_vloss and cfg.ppo.clip_coef == cleanrl_clip  # as in CleanRL; both loss forms are checked

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from rlctl.cli import main
-from rlctl.config import resolve_config
 from rlctl.envs.reward import load_reward_source
+from rlctl.resolve import resolve_config
 from rlctl.train import train
 from tests.test_refine_llm import ScriptedLLM
 from tests.test_refine_toyenv import ENV_ID

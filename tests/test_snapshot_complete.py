@@ -21,7 +21,6 @@ import torch
 from gymnasium import spaces
 
 from rlctl.checkpoint import from_safe, to_safe
-from rlctl.config import resolve_config
 from rlctl.envs.make import make_env
 from rlctl.envs.snapshot import IncompleteSnapshotError, capture_state, restore_state
 from rlctl.envs.uav.integral import TargetErrorIntegral
@@ -35,6 +34,7 @@ from rlctl.envs.uav.sim2real import (
     SensorNoise,
 )
 from rlctl.envs.uav.tasks import QuadHoverEnv
+from rlctl.resolve import resolve_config
 from rlctl.train import train
 from tests.helpers import assert_same_weights, stop_after, weights
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from rlctl.cli import main
-from rlctl.config import resolve_config
+from rlctl.resolve import resolve_config
 
 optuna = pytest.importorskip("optuna")
 

@@ -33,7 +33,7 @@ def env_ids(ids: Sequence[str], flag: str) -> None:
 
 def preset(name: str, envs: Iterable[str] = (), files: bool = True) -> None:
     """``name`` must be a shipped preset or (with ``files``) a preset YAML file with an entry for each env."""
-    from rlctl.config import preset_for
+    from rlctl.resolve import preset_for
 
     if name.endswith((".yaml", ".yml")):
         if not files:
@@ -49,6 +49,7 @@ def preset(name: str, envs: Iterable[str] = (), files: bool = True) -> None:
 def set_items(items: Sequence[str]) -> None:
     """Parse ``--set`` items and check their keys and types against the config (cross-field rules are checked
     per run, with each env's preset)."""
-    from rlctl.config import from_dict, parse_set
+    from rlctl.config import from_dict
+    from rlctl.resolve import parse_set
 
     from_dict(parse_set(list(items)), check=False)

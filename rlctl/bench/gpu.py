@@ -46,8 +46,8 @@ def require_cuda() -> None:
 def update_rate(kind: str, device: torch.device, updates: int = 3) -> float:
     """Full PPO updates per second of the ``kind`` learner (``mlp`` or ``cnn``) on ``device``, synthetic data;
     one untimed update first (allocations, kernel selection)."""
-    from rlctl.config import resolve_config
     from rlctl.envs.make import make_env
+    from rlctl.resolve import resolve_config
     from rlctl.runs import build_agent
     from rlctl.spaces import adapter_for_env, rollout_for
     from rlctl.train.learner import Learner

@@ -102,7 +102,7 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     checks.env_ids([env], "--env")
     checks.preset(preset, [env])
     checks.set_items(set_items)
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     cfg, _ = resolve_config(env, preset, None, set_items)
     workers = workers or [1]

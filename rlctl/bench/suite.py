@@ -152,7 +152,7 @@ def is_current(run: dict[str, Any], preset: str = "-") -> bool:
 def _sb3_unmatched(tasks: list[str]) -> dict[str, list[str]]:
     """Per task, the preset settings SB3's PPO cannot take (:func:`rlctl.bench.worker.sb3_unmatched`)."""
     from rlctl.bench.worker import sb3_unmatched
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     found = {task: sb3_unmatched(resolve_config(task)[0]) for task in tasks}
     return {task: items for task, items in found.items() if items}

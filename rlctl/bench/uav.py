@@ -107,7 +107,7 @@ def _env_kwargs(task: str) -> dict[str, Any]:
 
 
 def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     base = steps or resolve_config(TASKS[task])[0].ppo.total_timesteps
     return int(base * factor) if train_set == "randomized" else base
@@ -117,7 +117,8 @@ def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
     """Config keys on which a finished run's saved ``config.yaml`` differs from what ``rlctl train --env TASK
     --set …`` with these ``sets`` would run now (empty when they agree, or when the run directory is gone and
     only its summary is left)."""
-    from rlctl.config import config_diff, load_yaml, resolve_config
+    from rlctl.config import config_diff, load_yaml
+    from rlctl.resolve import resolve_config
 
     saved = run / "config.yaml"
     if not saved.exists():
@@ -131,7 +132,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
     from rlctl.bench.load import run_processes
     from rlctl.bench.matrix import ClaimedJob, run_claimed
     from rlctl.checkpoint import atomic_write_text
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
 
     claimed = []
     for task, row, seed in todo:

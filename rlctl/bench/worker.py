@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.config import Config, resolve_config, to_dict, with_overrides
+from rlctl.config import Config, to_dict, with_overrides
+from rlctl.resolve import resolve_config
 
 EVAL_EPISODES = 10
 """the worker's default ``--eval-episodes`` (returns, suite); ``bench sps`` passes 0 (10 Atari games take minutes)"""

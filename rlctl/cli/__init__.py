@@ -20,7 +20,7 @@ from rlctl.errors import UserError
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from rlctl.config import load_presets
+    from rlctl.resolve import load_presets
 
     presets = load_presets()
     if args.name:

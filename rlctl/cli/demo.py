@@ -38,9 +38,9 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from rlctl.config import parse_set
     from rlctl.demos import record_demo
     from rlctl.envs.ids import check_env_id
+    from rlctl.resolve import parse_set
 
     out = Path(args.out)
     if out.exists() and not args.force:

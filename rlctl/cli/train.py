@@ -32,8 +32,8 @@ def _prepare_run_dir(path: Path, force: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlctl.config import resolve_config
     from rlctl.envs.ids import check_env_id
+    from rlctl.resolve import resolve_config
     from rlctl.runs import CHECKPOINT, load_run_config
     from rlctl.train import train
 

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from rlctl.checkpoint import atomic_write_text
-from rlctl.config import Config, resolve_config
+from rlctl.config import Config
 from rlctl.envs.make import make_env
 from rlctl.refine.hook import SandboxedReward
 from rlctl.refine.sandbox import Limits
 from rlctl.refine.schema import Schema
+from rlctl.resolve import resolve_config
 from rlctl.sim2real_eval import policy_actor, run_episodes, summarize, without_set
 from rlctl.spaces import adapter_for_env
 from rlctl.train import train

@@ -32,7 +32,6 @@ import numpy as np
 
 from rlctl import __version__
 from rlctl.checkpoint import atomic_write_text
-from rlctl.config import resolve_config
 from rlctl.errors import UserError
 from rlctl.refine import evolve, prompts
 from rlctl.refine.hook import validate, winner_file
@@ -40,6 +39,7 @@ from rlctl.refine.llm import ChatModel, chat_model, extract_code, response_path
 from rlctl.refine.report import run_final
 from rlctl.refine.sandbox import Limits, describe_isolation
 from rlctl.refine.schema import Schema, record_states, schema_for
+from rlctl.resolve import resolve_config
 from rlctl.sim2real_eval import without_set
 
 # settings a resume must share with the run it continues (the rest may change between invocations)

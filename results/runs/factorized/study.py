@@ -47,7 +47,7 @@ def overrides(dim: int, arm: str, seed: int, cap: int = CAP) -> dict[str, Any]:
 
 
 def train_one(dim: int, arm: str, seed: int, out: Path) -> dict[str, Any]:
-    from rlctl.config import resolve_config
+    from rlctl.resolve import resolve_config
     from rlctl.train import train
 
     cfg, _ = resolve_config("rlctl/TargetMatching-v0", None, overrides(dim, arm, seed))
@@ -97,8 +97,8 @@ def cmd_overhead(args: argparse.Namespace) -> None:
     """Wall time of one update (advantage stage + PPO epochs) per arm, interleaved on the same rollouts."""
     import torch
 
-    from rlctl.config import resolve_config
     from rlctl.envs.make import make_env
+    from rlctl.resolve import resolve_config
     from rlctl.runs import build_agent
     from rlctl.sampling import make_sampler
     from rlctl.spaces import adapter_for_env, rollout_for
