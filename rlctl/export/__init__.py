@@ -13,11 +13,11 @@ from rlctl.export.exporter import (
     FORMATS,
     TOLERANCE,
     ExportMismatchError,
-    NumpyPolicy,
     control_info,
     export_feedforward,
     verification_obs,
 )
+from rlctl.export.numpy_policy import NumpyPolicy
 from rlctl.export.recurrent import NumpyRecurrentPolicy, export_recurrent
 
 

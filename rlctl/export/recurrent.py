@@ -31,24 +31,26 @@ from torch import nn
 from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.errors import UserError
 from rlctl.export.exporter import (
-    _ACTIVATIONS,
     INPUT_NAME,
-    NORMALIZER_EPS,
     ONNX_OPSET,
     OUTPUT_NAME,
     TOLERANCE,
     ExportMismatchError,
     _check_out_dir,
     _max_abs_diff,
-    _np_activation,
     _quiet_exporters,
     _require_onnx,
     _sidecar,
+    verification_obs,
+    write_export,
+)
+from rlctl.export.numpy_policy import (
+    _ACTIVATIONS,
+    NORMALIZER_EPS,
+    _np_activation,
     check_npz_header,
     np_normalizer,
     npz_bytes,
-    verification_obs,
-    write_export,
 )
 
 STATE_NAME = "state"
