@@ -39,6 +39,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="candidates' training seed; final seeds are 1000*seed+1.. "
                                                       "(default 1)")
     p.add_argument("--jobs", type=int, default=0, help="trainings in parallel (default: one per CPU core)")
+    p.add_argument("--backend", choices=("process", "ray"), default="process",
+                   help="where candidates train: local processes (--jobs at a time) or Ray tasks, one core each, "
+                        "on the cluster of --ray-address (default process)")
+    p.add_argument("--ray-address", help="with --backend ray: the cluster to join, HOST:6379 (default: a private "
+                                         "local cluster)")
     p.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
     p.add_argument("--llm-timeout", type=float, default=120.0, help="seconds per LLM request (default 120)")
     p.add_argument("--llm-retries", type=int, default=4, help="retries of a failed LLM request (default 4)")
@@ -61,6 +66,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
         final_episodes=args.final_episodes, compare=tuple(c for c in args.compare.split(",") if c),
         seed=args.seed, preset=args.preset, set_items=tuple(args.set), fitness_episodes=args.fitness_episodes,
         temperature=args.temperature, base_url=args.base_url, api_key_env=args.api_key_env,
-        llm_timeout_s=args.llm_timeout, llm_retries=args.llm_retries, llm_backoff_s=args.llm_backoff, jobs=args.jobs)
+        llm_timeout_s=args.llm_timeout, llm_retries=args.llm_retries, llm_backoff_s=args.llm_backoff, jobs=args.jobs,
+        backend=args.backend, ray_address=args.ray_address)
     Refine(spec, out, progress=lambda line: print(line, flush=True)).run()
     return 0

@@ -70,6 +70,8 @@ class RefineSpec:
     llm_retries: int = 4
     llm_backoff_s: float = 2.0
     jobs: int = 0  # 0: one per CPU core
+    backend: str = "process"  # process: local processes, --jobs at a time; ray: Ray tasks, one core each
+    ray_address: str | None = None  # with ray: the cluster to join; none starts a private local one
 
     def check(self) -> None:
         for name in ("iterations", "candidates", "steps", "fitness_episodes"):
@@ -77,6 +79,10 @@ class RefineSpec:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.eval_seeds < 0 or self.final_episodes < 1:
             raise UserError("--eval-seeds must be >= 0 and --final-episodes >= 1")
+        if self.backend not in ("process", "ray"):
+            raise UserError(f"--backend takes process or ray, not {self.backend!r}")
+        if self.ray_address and self.backend != "ray":
+            raise UserError("--ray-address joins a Ray cluster: add --backend ray")
         bad = [c for c in self.compare if c not in ("initial", "env")]
         if bad:
             raise UserError(f"--compare takes initial and env, not {bad}")
@@ -131,8 +137,10 @@ class Refine:
     def run(self) -> dict[str, Any]:
         spec = self.spec
         proposer = self.llm.name if self.llm else "evolution strategy over the env's reward terms"
+        where = f"{self.jobs} in parallel" if spec.backend == "process" else \
+            f"as Ray tasks on {spec.ray_address or 'a local cluster'}"
         self.say(f"rlctl refine: {spec.env_id}, {spec.iterations} rounds x {spec.candidates} candidates x "
-                 f"{spec.steps} steps, {self.jobs} in parallel; proposer: {proposer}; fitness: "
+                 f"{spec.steps} steps, {where}; proposer: {proposer}; fitness: "
                  f"{self.schema.fitness}; sandbox: {describe_isolation(self.limits)}")
         rounds = [self.round(r) for r in range(1, spec.iterations + 1)]
         ranked = [c for rnd in rounds for c in rnd["candidates"] if c.get("key") is not None]
@@ -252,7 +260,14 @@ class Refine:
         atomic_write_text(cdir / "job.json", json.dumps(job, indent=1))
 
     def run_jobs(self, dirs: list[Path], label: str) -> None:
-        """Train the candidates in ``dirs``, ``self.jobs`` processes at a time; each writes its result.json."""
+        """Train the candidates in ``dirs``, ``self.jobs`` processes at a time (or as Ray tasks); each writes its
+        result.json."""
+        if self.spec.backend == "ray":
+            from rlctl.refine.ray_jobs import run_on_ray
+
+            run_on_ray(dirs, self.spec.ray_address, lambda event, cdir: self.say(f"{label} {cdir.name}: {event}"),
+                       lambda cdir, code, wall: self.say(f"{label} {cdir.name}: {self._outcome(cdir, code, wall)}"))
+            return
         pending = list(dirs)
         running: dict[subprocess.Popen[bytes], tuple[Path, Any, float]] = {}
         try:
