@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,12 +39,18 @@ def _candidate_files(job: dict[str, bytes], cwd: str, nice: int) -> dict[str, by
         with open(root / "train.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "rlctl.refine.candidate", str(root)], stdout=log,
                                     stderr=subprocess.STDOUT, cwd=cwd if os.path.isdir(cwd) else tmp,
-                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
-            # Ray runs its workers at a lower priority (niceness 15); the candidate trains at the driver's where the
-            # node allows it, or a busy machine starves it (importing torch took 85 s instead of a few)
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
-            code = proc.wait()
+                                    env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+            try:
+                # Ray runs its workers at a lower priority (niceness 15); the candidate trains at the driver's where
+                # the node allows it, or a busy machine starves it (importing torch took 85 s instead of a few)
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:  # the task was cancelled (an interrupted refine): the training stops too
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
         files: dict[str, bytes] = {}
         total = 0
         for path in sorted(root.rglob("*"), key=lambda p: p.name != "result.json"):  # result.json first
@@ -83,7 +90,9 @@ def run_on_ray(dirs: list[Path], address: str | None, say: Callable[[str, Path],
             futures[task.remote(job, os.getcwd(), os.getpriority(os.PRIO_PROCESS, 0))] = (cdir, time.perf_counter())
             say("training (Ray task)", cdir)
         while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
+            ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)  # returns to Python, so Ctrl-C works
+            if not ready:
+                continue
             cdir, t0 = futures.pop(ready[0])
             try:
                 files = ray.get(ready[0])
@@ -97,8 +106,10 @@ def run_on_ray(dirs: list[Path], address: str | None, say: Callable[[str, Path],
                 atomic_write_bytes(target, lambda fh, data=data: fh.write(data))
             done(cdir, code, time.perf_counter() - t0)
     finally:
-        for future in futures:  # interrupted: the unfinished candidates train again on resume
-            ray.cancel(future, force=True)
+        if futures:  # interrupted: stop the unfinished candidates (they train again on resume); a cancelled task
+            for future in futures:  # stops its training process before it ends
+                ray.cancel(future)
+            ray.wait(list(futures), num_returns=len(futures), timeout=30)
         if owns:
             ray.shutdown()
         if undo is not None:
