@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.checkpoint import atomic_write_bytes
-from rlctl.errors import UserError
 
 MAX_RETURN_BYTES = 256 * 2**20
 """a candidate's files larger than this in total are not sent back (the run directory of a normal candidate is a
@@ -72,16 +71,9 @@ def run_on_ray(dirs: list[Path], address: str | None, say: Callable[[str, Path],
 
     if not dirs:
         return
-    ray = _import_ray()
-    owns = not ray.is_initialized()
-    undo: Callable[[], None] | None = None
-    if owns:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            from rlctl.sampling.ray_actors import _init_private_cluster
+    from rlctl.sampling.ray_actors import connect_ray
 
-            undo = _init_private_cluster(ray)
+    ray, disconnect = connect_ray(address, "rlctl refine --backend ray")
     task = ray.remote(num_cpus=1, max_retries=1)(_candidate_files)
     futures: dict[Any, tuple[Path, float]] = {}
     try:
@@ -110,15 +102,5 @@ def run_on_ray(dirs: list[Path], address: str | None, say: Callable[[str, Path],
             for future in futures:  # stops its training process before it ends
                 ray.cancel(future)
             ray.wait(list(futures), num_returns=len(futures), timeout=30)
-        if owns:
-            ray.shutdown()
-        if undo is not None:
-            undo()
+        disconnect()
 
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("rlctl refine --backend ray needs Ray: pip install 'rlctl[ray]'") from None
-    return ray

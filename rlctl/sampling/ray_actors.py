@@ -75,12 +75,25 @@ class _RayWorker:
         torch.set_rng_state(state["rng"])
 
 
-def _import_ray() -> Any:
+def connect_ray(address: str | None, needed_by: str) -> tuple[Any, Callable[[], None]]:
+    """Ray, joined to the cluster at ``address`` (none: a private local cluster on loopback), and what disconnects
+    again: it shuts Ray down only if this call started or joined it, and undoes the private cluster's settings."""
     try:
         import ray
     except ImportError:
-        raise UserError("run.sampler=ray (--backend ray) needs Ray: pip install 'rlctl[ray]'") from None
-    return ray
+        raise UserError(f"{needed_by} needs Ray: pip install 'rlctl[ray]'") from None
+    if ray.is_initialized():  # a caller's own Ray session: use it, leave it running
+        return ray, lambda: None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return ray, ray.shutdown
+    undo = _init_private_cluster(ray)
+
+    def disconnect() -> None:
+        ray.shutdown()
+        undo()
+
+    return ray, disconnect
 
 
 ENV_SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -117,20 +130,14 @@ class RaySampler(QueuesRequests):
     def __init__(self, cfg_yaml: str, agent: Policy, template: Rollout, seed: int, overlap: bool,
                  reward_fn: Any = None, timeout: float = 120.0, max_restarts: int = 3, num_workers: int = 1,
                  address: str | None = None) -> None:
-        ray = self.ray = _import_ray()
+        ray, self._disconnect = connect_ray(address, "run.sampler=ray (--backend ray)")
+        self.ray = ray
         self.policy_lag = 1 if overlap else 0
         self.budget = RestartBudget(max_restarts)
         self.timeout = timeout
         num_steps, num_envs = template.rewards.shape
         if num_envs % num_workers:
             raise ValueError(f"num_envs ({num_envs}) must be a multiple of num_workers ({num_workers})")
-        self._owns_ray = not ray.is_initialized()
-        self._undo_local: Callable[[], None] | None = None
-        if self._owns_ray:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:  # a private local cluster on the loopback interface
-                self._undo_local = _init_private_cluster(ray)
         self.rollout = template
         self.stats = {k: v.detach().cpu().clone() for k, v in agent.state_dict().items() if is_sampler_owned(k)}
         # SPREAD: one worker per node while there are nodes, so a cluster's cores all collect
@@ -238,8 +245,5 @@ class RaySampler(QueuesRequests):
     def close(self) -> None:
         for worker in self.workers:
             self.ray.kill(worker, no_restart=True)
-        if self._owns_ray:
-            self.ray.shutdown()
-        if self._undo_local is not None:
-            self._undo_local()
-            self._undo_local = None
+        self._disconnect()
+        self._disconnect = lambda: None
