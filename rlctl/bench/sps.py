@@ -27,7 +27,7 @@ from rlctl.bench import checks
 from rlctl.bench.load import RULE, settled_mean, timing_issue
 from rlctl.bench.matrix import run_matrix
 from rlctl.bench.seeds import refusal, span, table_seeds
-from rlctl.bench.stats import SPREAD, mean_std, permutation_p
+from rlctl.bench.stats import SPREAD, difference_cells, mean_std
 from rlctl.bench.worker import WARMUP_ROLLOUTS, worker_config
 from rlctl.errors import UserError
 
@@ -338,11 +338,8 @@ def _against_inline(runs: list[dict[str, Any]], envs: list[str]) -> list[str]:
             seeds = sorted(inline.keys() & other.keys())
             if len(seeds) < 2:
                 continue
-            parts = []
-            for key, name in (("last100", "last-100"), ("eval_mean", "eval")):
-                a, b = [other[s][key] for s in seeds], [inline[s][key] for s in seeds]
-                parts.append(f"{name} {statistics.mean(a) - statistics.mean(b):+.0f} (p = {permutation_p(a, b):.2f})")
-            lines.append(f"- {env}, {lib} − rlctl over seeds {span(seeds)}: " + ", ".join(parts))
+            cells = difference_cells([other[s] for s in seeds], [inline[s] for s in seeds])
+            lines.append(f"- {env}, {lib} − rlctl over seeds {span(seeds)}: {cells}")
     if lines:
         lines = ["", "Faster variants against the inline sampler (difference of means; two-sided permutation test "
                  "over the seeds both ran):", *lines]

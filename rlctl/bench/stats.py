@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from typing import Any
 
 import numpy as np
 
@@ -82,3 +83,13 @@ def permutation_p(a: list[float], b: list[float], max_exact: int = 20_000, sampl
         rng = np.random.default_rng(seed)
         idx = np.argsort(rng.random((samples, n)), axis=1)[:, :k]
     return float(np.mean(gap(idx) >= observed - 1e-9 * max(1.0, observed)))
+
+
+def difference_cells(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
+    """``last-100 +X (p = …), eval +Y (p = …)``: run group ``a``'s mean minus ``b``'s for the two return metrics of a
+    bench run, each with the two-sided :func:`permutation_p`."""
+    cells = []
+    for key, label in (("last100", "last-100"), ("eval_mean", "eval")):
+        x, y = [r[key] for r in a], [r[key] for r in b]
+        cells.append(f"{label} {statistics.mean(x) - statistics.mean(y):+.0f} (p = {permutation_p(x, y):.2f})")
+    return ", ".join(cells)

@@ -26,7 +26,7 @@ from rlctl.bench import checks
 from rlctl.bench.anchors import ANCHORS, REFERENCE_SOURCE, REFERENCES, normalized_scores
 from rlctl.bench.load import RULE, timing_issue
 from rlctl.bench.seeds import SCREEN_SEEDS, is_table_seed, refusal, screen_seeds, span, table_seeds
-from rlctl.bench.stats import SPREAD, iqm, mean_std, permutation_p, stratified_bootstrap_ci
+from rlctl.bench.stats import SPREAD, difference_cells, iqm, mean_std, stratified_bootstrap_ci
 from rlctl.errors import UserError
 
 MUJOCO_V5 = ["HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5", "Swimmer-v5",
@@ -165,11 +165,7 @@ def _versus_sb3(runs: list[dict[str, Any]], tasks: list[str]) -> list[str]:
         by_lib = {lib: [r for r in runs if r["env"] == task and r["lib"] == lib] for lib in ("rlctl", "sb3")}
         if min(len(rs) for rs in by_lib.values()) < 2:
             continue
-        cells = []
-        for key, label in (("last100", "last-100"), ("eval_mean", "eval")):
-            a, b = ([r[key] for r in by_lib[lib]] for lib in ("rlctl", "sb3"))
-            cells.append(f"{label} {statistics.mean(a) - statistics.mean(b):+.0f} (p = {permutation_p(a, b):.2f})")
-        parts.append(f"{task} {', '.join(cells)}")
+        parts.append(f"{task} {difference_cells(by_lib['rlctl'], by_lib['sb3'])}")
     if not parts:
         return []
     return ["", "rlctl − SB3, difference of the means over seeds, with the two-sided p-value of a permutation test "
