@@ -20,12 +20,13 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: 
     failure rate with ``latency_priority`` > 0: :class:`rlctl.envs.uav.sim2real.LatencyPriority`), then with these
     appended to the observation, in this order: the integral of the observed target error
     (:mod:`rlctl.envs.uav.integral`), the policy's last ``command_history`` commands
-    (:class:`rlctl.envs.uav.sim2real.CommandHistory`), and critic-only privileged state
+    (:class:`rlctl.envs.uav.latency.CommandHistory`), and critic-only privileged state
     (:mod:`rlctl.envs.uav.privileged`)."""
     from rlctl.envs.uav import tasks
     from rlctl.envs.uav.integral import TargetErrorIntegral
+    from rlctl.envs.uav.latency import CommandHistory
     from rlctl.envs.uav.privileged import PrivilegedObservation
-    from rlctl.envs.uav.sim2real import CommandHistory, apply_sim2real
+    from rlctl.envs.uav.sim2real import apply_sim2real
 
     if task not in QUAD_TASKS:
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")

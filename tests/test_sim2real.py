@@ -11,13 +11,11 @@ pytest.importorskip("pybullet")
 import rlctl.envs  # noqa: F401 - registers rlctl/* ids
 from rlctl.envs.errors import EnvError
 from rlctl.envs.make import make_env
+from rlctl.envs.uav.latency import ActionDelay, CommandHistory, ObservationDelay
 from rlctl.envs.uav.sim2real import (
     HELD_OUT_DYNAMICS,
     RANDOMIZED_DYNAMICS,
-    ActionDelay,
-    CommandHistory,
     DynamicsRandomization,
-    ObservationDelay,
     RandomPush,
     Range,
     SensorNoise,

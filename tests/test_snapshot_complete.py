@@ -24,15 +24,8 @@ from rlctl.checkpoint import from_safe, to_safe
 from rlctl.envs.make import make_env
 from rlctl.envs.snapshot import IncompleteSnapshotError, capture_state, restore_state
 from rlctl.envs.uav.integral import TargetErrorIntegral
-from rlctl.envs.uav.sim2real import (
-    ActionDelay,
-    CommandHistory,
-    DynamicsRandomization,
-    LatencyPriority,
-    ObservationDelay,
-    RandomPush,
-    SensorNoise,
-)
+from rlctl.envs.uav.latency import ActionDelay, CommandHistory, ObservationDelay
+from rlctl.envs.uav.sim2real import DynamicsRandomization, LatencyPriority, RandomPush, SensorNoise
 from rlctl.envs.uav.tasks import QuadHoverEnv
 from rlctl.resolve import resolve_config
 from rlctl.train import train

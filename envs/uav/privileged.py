@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlctl.envs.ids import CRITIC_ONLY_OBS, find_wrapper
-from rlctl.envs.uav.sim2real import ActionDelay, ObservationDelay
+from rlctl.envs.uav.latency import ActionDelay, ObservationDelay
 
 FEATURES: tuple[tuple[str, int], ...] = (
     ("target_error", 3), ("rotation", 9), ("velocity_body", 3), ("body_rates", 3), ("motor_speed", 4),

@@ -216,7 +216,7 @@ def control_info(env_id: str, kwargs: dict[str, Any] | None = None,
         integral = find_wrapper(env, TargetErrorIntegral)
         if integral is not None:  # state on-board code must keep
             info["error_integral"] = integral.describe()
-        from rlctl.envs.uav.sim2real import CommandHistory
+        from rlctl.envs.uav.latency import CommandHistory
 
         history = find_wrapper(env, CommandHistory)
         if history is not None:
