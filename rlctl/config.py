@@ -271,6 +271,11 @@ class CurriculumConfig:
     solve_success: float = 0.0
     """stop training once an evaluation's success rate reaches this (0: never stop early)"""
 
+    @property
+    def replays_demo_steps(self) -> bool:
+        """Whether episodes begin with replayed demo steps, which every loss term leaves out."""
+        return bool(self.demos and self.warmup_steps)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -477,7 +482,7 @@ def _validate_recurrent(cfg: Config) -> None:
     unsupported = {"baseline.type=factorized": cfg.baseline.type == "factorized",
                    "arbiter.baseline": cfg.arbiter.baseline is not None,
                    "run.compile": cfg.run.compile,
-                   "curriculum.warmup_steps": bool(cfg.curriculum.demos and cfg.curriculum.warmup_steps)}
+                   "curriculum.warmup_steps": cfg.curriculum.replays_demo_steps}
     if used := [name for name, on in unsupported.items() if on]:
         raise UserError(f"policy.recurrent={p.recurrent} does not work with {', '.join(used)} yet")
 
@@ -494,7 +499,7 @@ def _validate_curriculum(cfg: Config) -> None:
             raise UserError(f"{path} must lie in [0, 1], got {value}")
     if c.demos and cfg.env.vectorization == "envpool":
         raise UserError("curriculum.demos needs env.vectorization sync or async: EnvPool cannot restore states")
-    if c.demos and c.warmup_steps and cfg.ppo.recompute_adv:
+    if c.replays_demo_steps and cfg.ppo.recompute_adv:
         raise UserError("curriculum.warmup_steps drops replayed steps from the batch, which ppo.recompute_adv "
                         "cannot follow: set one of them off")
     if c.solve_success > 0 and c.eval_every <= 0:

@@ -25,6 +25,9 @@ class Learner:
         # Agency transfer (arbiter.baseline_steps): mask a baseline controller's steps from the policy loss, or
         # also imitate them; "off_policy" trains on them as on the learner's own (rlctl.agents.arbiter).
         self.weighted = cfg.arbiter.baseline is not None and cfg.arbiter.baseline_steps != "off_policy"
+        # Only a curriculum's warm-up replays demo actions (DEMO_ACTOR rows); other runs skip the search for them,
+        # which on a GPU learner is a host sync per update.
+        self.drops_replayed = cfg.curriculum.replays_demo_steps
         imitation = cfg.arbiter.bc_coef if cfg.arbiter.baseline_steps == "bc" else 0.0
         self.step = MinibatchStep(agent, self.optimizer, cfg.ppo, compile=cfg.run.compile,
                                   per_dim=self.advantages.per_dim, weighted=self.weighted, imitation_coef=imitation)
@@ -46,8 +49,8 @@ class Learner:
     def update(self, rollout: Rollout) -> dict[str, float]:
         """Advantages, then ``update_epochs`` of minibatch steps; returns the update's statistics."""
         batch = self.advantages.batch(rollout)
-        replayed = batch["actor"] == DEMO_ACTOR
-        if bool(replayed.any()):  # a demo's warm-up steps: out of the policy, value and entropy terms alike
+        replayed = batch["actor"] == DEMO_ACTOR if self.drops_replayed else None
+        if replayed is not None and bool(replayed.any()):  # a demo's warm-up steps: out of every loss term
             if self.advantages.refreshes:
                 raise RuntimeError("replayed demo steps cannot be dropped from a batch whose advantages are refreshed")
             batch = {key: value[~replayed] for key, value in batch.items()}
