@@ -116,3 +116,58 @@ def test_worker_evaluates_as_many_episodes_as_its_flag_says(tmp_path: Path) -> N
     assert load["own_processes"] == 1 and len(load["samples"]) >= 2 and load["cpu_count"] >= 1
     assert main([*args, "--eval-episodes", "0"]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["eval"] == []
+
+
+def test_sps_ratios_are_against_sb3s_faster_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rlctl.bench import sps
+
+    # SB3 with 1 thread is the faster one here for the whole run, with default threads in steady state
+    speeds = {("rlctl", 1): (900.0, 1000.0), ("sb3", 0): (100.0, 250.0), ("sb3", 1): (300.0, 200.0),
+              ("ceiling", 1): (1800.0, 2000.0)}
+
+    def fake_worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int, out: Path,
+                    set_items: list[str]) -> dict[str, Any]:
+        whole, steady = speeds[(lib, threads)]
+        load = {"own_processes": 1, "cpu_count": 2, "samples": [[0.0, 1.0], [30.0, 1.0]]}
+        return {"threads": threads, "steps": steps, "wall_s": steps / whole, "sps": whole, "steady_sps": steady,
+                "load": load}
+
+    monkeypatch.setattr(sps, "_worker", fake_worker)
+    sps.bench_sps("CartPole-v1", "default", 256, 1, tmp_path, [], "t", libs=("rlctl",))
+    table = (tmp_path / "sps_CartPole-v1_default_t.md").read_text()
+    inline = next(line for line in table.splitlines() if line.startswith("| rlctl, inline"))
+    cells = [c.strip() for c in inline.strip("|").split("|")]
+    assert cells[2] == "3.00×" and cells[5] == "4.00×"  # 900 / 300 whole run, 1000 / 250 steady state
+    assert "whole run: SB3 (1 torch thread); steady state: SB3 (torch default threads)" in table
+
+
+def test_sps_report_only_rebuilds_the_table_from_the_csv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from rlctl.bench import sps
+
+    def fake_worker(lib: str, env: str, preset: str, steps: int, seed: int, threads: int, out: Path,
+                    set_items: list[str]) -> dict[str, Any]:
+        whole = {"rlctl": 900.0, "sb3": 300.0 + threads, "ceiling": 1800.0}[lib]
+        load = {"own_processes": 1, "cpu_count": 2, "samples": [[0.0, 1.0], [30.0, 1.0]]}
+        return {"threads": threads, "steps": steps, "wall_s": steps / whole, "sps": whole,
+                "steady_sps": whole * 1.1, "load": load}
+
+    monkeypatch.setattr(sps, "_worker", fake_worker)
+    args = ["bench", "sps", "--env", "CartPole-v1", "--steps", "256", "--repeats", "2", "--libs", "rlctl",
+            "--tag", "t", "--out", str(tmp_path)]
+    assert main(args) == 0
+    table = tmp_path / "sps_CartPole-v1_sb3-default_t.md"
+    measured = table.read_text()
+    table.unlink()
+
+    def no_worker(*a: Any, **k: Any) -> dict[str, Any]:
+        raise AssertionError("--report-only must not measure")
+
+    monkeypatch.setattr(sps, "_worker", no_worker)
+    assert main([*args, "--report-only"]) == 0
+    assert table.read_text() == measured
+    (tmp_path / "sps_CartPole-v1_sb3-default_t.csv").unlink()
+    capsys.readouterr()
+    assert main([*args, "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert "no measurements at" in err and "Traceback" not in err

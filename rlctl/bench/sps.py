@@ -97,7 +97,10 @@ DEFAULT_SPS_LIBS = ("rlctl", "rlctl-overlap", "rlctl-fast", "sb3", "ceiling")
 
 
 def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str], tag: str,
-              workers: list[int] | None = None, libs: tuple[str, ...] = DEFAULT_SPS_LIBS) -> None:
+              workers: list[int] | None = None, libs: tuple[str, ...] = DEFAULT_SPS_LIBS,
+              report_only: bool = False) -> None:
+    """Measure each variant ``repeats`` times, interleaved, into ``sps_<env>_<preset>[_<tag>].csv``, then write
+    its table and plot; ``report_only`` rebuilds those two from the CSV of the same command."""
     checks.positive(steps=steps, repeats=repeats)
     checks.env_ids([env], "--env")
     checks.preset(preset, [env])
@@ -113,41 +116,23 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     if set(libs) - known:
         raise UserError(f"unknown --libs {sorted(set(libs) - known)}; choose from {', '.join(sorted(known))}")
     libs = (*libs, "sb3", "ceiling")  # the ratios' denominators always run
-    variants = [v for v in SPS_VARIANTS if v[0] in libs]
-    if "rlctl-fast" in libs:
-        at = next(i for i, v in enumerate(variants) if v[0] == "rlctl-fast") + 1
-        variants[at:at] = [(f"rlctl-fast@{w}", 1, f"rlctl, process sampler ({w} workers) + overlap + compile")
-                           for w in workers if w != 1]
-    for lib, threads, _ in variants:  # each variant's config, validated here rather than in its first worker
-        worker_config(lib, env, preset, steps, 1, threads, set_items)
-    _require_sb3()
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    tmp = out / ".sps.json"
-    for rep in range(repeats):
-        for lib, threads, label in variants:
-            res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp, set_items)
-            rows.append({"variant": label, "lib": lib, "threads": res["threads"], "repeat": rep,
-                         "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1),
-                         "steady_sps": round(res.get("steady_sps", float("nan")), 1),
-                         "load": round(settled_mean(res["load"]["samples"]), 2),
-                         "contended": timing_issue(res) or "",
-                         **{f"perf_{k}": round(v, 4) for k, v in res.get("perf", {}).items()}})
-            print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS "
-                  f"(steady state {res.get('steady_sps', float('nan')):,.0f})", flush=True)
-    tmp.unlink(missing_ok=True)
-    medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label)
-               for _, _, label in variants}
-    steady = {label: statistics.median(r["steady_sps"] for r in rows if r["variant"] == label)
-              for _, _, label in variants}
-    sb3_label = next(label for lib, threads, label in SPS_VARIANTS if lib == "sb3" and threads == 0)
-    ceiling_label = next(label for lib, _, label in SPS_VARIANTS if lib == "ceiling")
-    sb3, ceiling = medians[sb3_label], medians[ceiling_label]
     stem = f"sps_{env.replace('/', '_')}_{preset}" + (f"_{tag}" if tag else "")
-    with open(out / f"{stem}.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
+    if report_only:
+        rows = _read_sps_rows(out / f"{stem}.csv")
+    else:
+        rows = _measure_sps(env, preset, steps, repeats, out, set_items, workers, libs)
+        with open(out / f"{stem}.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+            writer.writeheader()
+            writer.writerows(rows)
+    labels = list(dict.fromkeys(r["variant"] for r in rows))
+    medians = {label: statistics.median(r["sps"] for r in rows if r["variant"] == label) for label in labels}
+    steady = {label: statistics.median(r["steady_sps"] for r in rows if r["variant"] == label) for label in labels}
+    # the ratios' SB3 is its faster configuration (default threads or 1 thread), for each measure on its own
+    sb3_labels = list(dict.fromkeys(r["variant"] for r in rows if r["lib"] == "sb3"))
+    sb3_label, sb3_steady = max(sb3_labels, key=medians.__getitem__), max(sb3_labels, key=steady.__getitem__)
+    ceiling_label = next(r["variant"] for r in rows if r["lib"] == "ceiling")
+    sb3, ceiling = medians[sb3_label], medians[ceiling_label]
     lines = [
         f"# SPS: rlctl vs Stable-Baselines3 on {env} (preset `{preset}`)", "",
         f"Command: `rlctl bench sps --env {env} --preset {preset} --steps {steps} --repeats {repeats}"
@@ -158,21 +143,23 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
         f"Shared settings: {cfg.env.num_envs} env(s) × {cfg.ppo.num_steps} steps per rollout, minibatch "
         f"{cfg.ppo.minibatch_size}, {cfg.ppo.update_epochs} epochs, {_network(cfg)}, "
         f"normalization obs={cfg.policy.normalize_obs} reward={cfg.ppo.normalize_reward}.  ",
-        f"Machine: {_machine()}  ",
-        f"Date: {time.strftime('%Y-%m-%d')}. Each measurement is a fresh process training {steps} steps with "
-        "the same resolved config (wall time includes env and model construction); variants are interleaved "
-        "within each repeat; the table gives the median over repeats. *Whole run*: steps / wall time, start-up "
-        f"included. *Steady state*: steps / time from the end of update {WARMUP_ROLLOUTS + 1} to the end of the "
-        f"last, the same window for every library (it leaves out start-up and `torch.compile`).", "",
+        f"Machine: {rows[0].get('machine') or _machine()}  ",
+        f"Date: {rows[0].get('date') or time.strftime('%Y-%m-%d')}. Each measurement is a fresh process "
+        f"training {steps} steps with the same resolved config (wall time includes env and model construction); "
+        "variants are interleaved within each repeat; the table gives the median over repeats. *Whole run*: "
+        "steps / wall time, start-up included. *Steady state*: steps / time from the end of update "
+        f"{WARMUP_ROLLOUTS + 1} to the end of the last, the same window for every library (it leaves out start-up "
+        "and `torch.compile`). *÷ SB3*: against SB3's faster configuration for that measure (whole run: "
+        f"{sb3_label}; steady state: {sb3_steady}).", "",
         "| variant | whole run SPS | ÷ SB3 | ÷ ceiling | steady-state SPS | ÷ SB3 | ÷ ceiling | runs (whole run) |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for _, _, label in variants:
+    for label in labels:
         runs = ", ".join(f"{r['sps']:,.0f}" + (" †" if r["contended"] else "") for r in rows if r["variant"] == label)
         lines.append(f"| {label} | {medians[label]:,.0f} | {medians[label] / sb3:.2f}× | "
                      f"{100 * medians[label] / ceiling:.0f}% | {steady[label]:,.0f} | "
-                     f"{steady[label] / steady[sb3_label]:.2f}× | {100 * steady[label] / steady[ceiling_label]:.0f}% | "
-                     f"{runs} |")
+                     f"{steady[label] / steady[sb3_steady]:.2f}× | "
+                     f"{100 * steady[label] / steady[ceiling_label]:.0f}% | {runs} |")
     contended = [r for r in rows if r["contended"]]
     lines += ["", f"† contended: {len(contended)} of the {len(rows)} measurements ran while other work loaded "
               f"the machine ({RULE}; the CSV has each one's load); their SPS, and the medians and ratios that "
@@ -182,6 +169,52 @@ def bench_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_it
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot_sps(medians, steady, rows, out / f"{stem}.png", f"{env} ({preset}{', ' + tag if tag else ''})")
     print("\n".join(lines))
+
+
+def _measure_sps(env: str, preset: str, steps: int, repeats: int, out: Path, set_items: list[str],
+                 workers: list[int], libs: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One row per variant and repeat, the variants interleaved within each repeat."""
+    variants = [v for v in SPS_VARIANTS if v[0] in libs]
+    if "rlctl-fast" in libs:
+        at = next(i for i, v in enumerate(variants) if v[0] == "rlctl-fast") + 1
+        variants[at:at] = [(f"rlctl-fast@{w}", 1, f"rlctl, process sampler ({w} workers) + overlap + compile")
+                           for w in workers if w != 1]
+    for lib, threads, _ in variants:  # each variant's config, validated here rather than in its first worker
+        worker_config(lib, env, preset, steps, 1, threads, set_items)
+    _require_sb3()
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    tmp, machine = out / ".sps.json", _machine()
+    for rep in range(repeats):
+        for lib, threads, label in variants:
+            res = _worker(lib, env, preset, steps, 1 + rep, threads, tmp, set_items)
+            rows.append({"variant": label, "lib": lib, "date": time.strftime("%Y-%m-%d"), "machine": machine,
+                         "threads": res["threads"], "repeat": rep,
+                         "steps": res["steps"], "wall_s": round(res["wall_s"], 3), "sps": round(res["sps"], 1),
+                         "steady_sps": round(res.get("steady_sps", float("nan")), 1),
+                         "load": round(settled_mean(res["load"]["samples"]), 2),
+                         "contended": timing_issue(res) or "",
+                         **{f"perf_{k}": round(v, 4) for k, v in res.get("perf", {}).items()}})
+            print(f"[{rep + 1}/{repeats}] {label}: {res['sps']:,.0f} SPS "
+                  f"(steady state {res.get('steady_sps', float('nan')):,.0f})", flush=True)
+    tmp.unlink(missing_ok=True)
+    return rows
+
+
+_SPS_TEXT_COLUMNS = ("variant", "lib", "date", "machine", "contended")
+
+
+def _read_sps_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows :func:`_measure_sps` wrote to ``path``, numbers as numbers (a variant's missing ``perf_*``
+    cells, empty in the CSV, left out)."""
+    if not path.exists():
+        raise UserError(f"no measurements at {path}: run the same command without --report-only first")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise UserError(f"{path} holds no measurements")
+    return [{k: v if k in _SPS_TEXT_COLUMNS else float(v) for k, v in row.items()
+             if k in _SPS_TEXT_COLUMNS or v != ""} for row in rows]
 
 
 def _network(cfg: Any) -> str:

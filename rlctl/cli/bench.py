@@ -33,6 +33,8 @@ def add_parser(sub: Any) -> None:
                         f"{','.join(lib for lib, _, _ in SPS_VARIANTS if lib not in ('sb3', 'ceiling'))} "
                         f"(default {','.join(DEFAULT_SPS_LIBS[:3])}; the +bf16 ones need a CNN policy, e.g. Atari)")
     s.add_argument("--out", default="results", help="output directory (default results/)")
+    s.add_argument("--report-only", action="store_true",
+                   help="only rebuild the table and plot from the CSV that the same command wrote")
 
     r = bsub.add_parser("returns", help="learning curves and final returns of rlctl vs SB3")
     r.add_argument("--envs", default="HalfCheetah-v5,Hopper-v5", help="comma-separated env ids")
@@ -81,7 +83,8 @@ def run_cli(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserError(f"--workers must be comma-separated integers, got {args.workers!r}") from None
         sps_libs = tuple(x for x in args.libs.split(",") if x) if args.libs else DEFAULT_SPS_LIBS
-        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag, workers or [1], sps_libs)
+        bench_sps(args.env, args.preset, args.steps, args.repeats, out, args.set, args.tag, workers or [1], sps_libs,
+                  report_only=args.report_only)
     elif args.bench_verb == "returns":
         libs = [x for x in args.libs.split(",") if x]
         envs = [e for e in args.envs.split(",") if e]
