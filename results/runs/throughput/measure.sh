@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 24's whole-run throughput at 1M steps and the compile cache, on an otherwise idle machine; run from the
-# repository root with rlctl installed. Writes results/sps_HalfCheetah-v5_sb3-default_1M.{md,csv,png} and
-# results/runs/throughput/compile_cache.txt.
+# repository root with rlctl installed. Writes results/sps_HalfCheetah-v5_sb3-default_1M.{md,csv,png},
+# results/runs/throughput/compile_cache.txt and the bench's progress lines in results/runs/throughput/bench_1M.txt.
 set -euo pipefail
 export TORCHINDUCTOR_CACHE_DIR=${TORCHINDUCTOR_CACHE_DIR:-$(mktemp -d /tmp/rlctl-inductor-XXXX)}
 log=results/runs/throughput/compile_cache.txt
@@ -14,4 +14,5 @@ for run in cold warm; do  # the first run on a machine compiles; the second load
 done
 cat "$log"
 # the same cache: the bench's compiled variant starts warm, as a user's second run on the machine does
-rlctl bench sps --env HalfCheetah-v5 --preset sb3-default --steps 1000000 --repeats 1 --libs rlctl-fast --tag 1M
+rlctl bench sps --env HalfCheetah-v5 --preset sb3-default --steps 1000000 --repeats 1 --libs rlctl-fast --tag 1M \
+  2>&1 | tee results/runs/throughput/bench_1M.txt
