@@ -1,16 +1,27 @@
 """Split py-spy's raw samples inside ``Collector.collect`` by the function (and line) the collector called."""
 
 import collections
+import inspect
 import re
 import sys
+
+from rlctl.agents.fast_inference import NumpyActorCritic
+
+
+def _step_line(text: str) -> str:
+    """A pattern for the py-spy frame of the line of ``NumpyActorCritic.step`` that contains ``text``."""
+    lines, first = inspect.getsourcelines(NumpyActorCritic.step)
+    (at,) = [first + i for i, line in enumerate(lines) if text in line]
+    return rf"fast_inference\.py:{at}\)"
+
 
 GROUPS = [  # (label, pattern on the frame directly below collect, pattern on the frame below that or None)
     ("vector env step: the simulator and its wrappers (below Snapshot.step)", r"SyncVectorEnv\.step",
      r"Snapshot\.step"),
     ("vector env step: gymnasium's own work (info merging, copies)", r"SyncVectorEnv\.step", None),
-    ("policy: Gaussian noise from torch's generator", r"NumpyActor\.act", r"fast_inference\.py:94\)"),
-    ("policy: actor forward", r"NumpyActor\.act", r"fast_inference\.py:93\)"),
-    ("policy: critic forward", r"NumpyActor\.act", r"fast_inference\.py:100\)"),
+    ("policy: Gaussian noise from torch's generator", r"NumpyActor\.act", _step_line("torch.randn")),
+    ("policy: actor forward", r"NumpyActor\.act", _step_line("_forward(self.actor")),
+    ("policy: critic forward", r"NumpyActor\.act", _step_line("_forward(self.critic")),
     ("policy: log-prob, clipping, normalization", r"NumpyActor\.act", None),
     ("rollout writes (_RowWriter)", r"_RowWriter", None),
     ("space adapter (obs, to_env)", r"SpaceAdapter", None),
