@@ -14,11 +14,12 @@ QUAD_TASKS = {"hover": "QuadHoverEnv", "waypoint": "QuadWaypointEnv", "gates": "
 
 
 def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: float = 0.0,
-              error_integral: bool = False, command_history: int = 0, privileged_obs: bool = False,
-              **kwargs: Any) -> gym.Env:
+              sim2real_strength: float = 1.0, error_integral: bool = False, command_history: int = 0,
+              privileged_obs: bool = False, **kwargs: Any) -> gym.Env:
     """A quadrotor task, optionally inside one of the named sim-to-real wrapper sets (its delays drawn by
-    failure rate with ``latency_priority`` > 0: :class:`rlctl.envs.uav.sim2real.LatencyPriority`), then with these
-    appended to the observation, in this order: the integral of the observed target error
+    failure rate with ``latency_priority`` > 0: :class:`rlctl.envs.uav.sim2real.LatencyPriority`; its
+    perturbations scaled by ``sim2real_strength``: :class:`rlctl.envs.uav.sim2real.RandomizationStrength`),
+    then with these appended to the observation, in this order: the integral of the observed target error
     (:mod:`rlctl.envs.uav.integral`), the policy's last ``command_history`` commands
     (:class:`rlctl.envs.uav.latency.CommandHistory`), and critic-only privileged state
     (:mod:`rlctl.envs.uav.privileged`)."""
@@ -32,7 +33,7 @@ def make_quad(task: str = "hover", sim2real: str = "nominal", latency_priority: 
         raise ValueError(f"unknown quadrotor task {task!r}; choose from {', '.join(QUAD_TASKS)}")
     env = getattr(tasks, QUAD_TASKS[task])(**kwargs)
     try:
-        env = apply_sim2real(env, sim2real, latency_priority)
+        env = apply_sim2real(env, sim2real, latency_priority, sim2real_strength)
         env = TargetErrorIntegral(env) if error_integral else env
         if command_history < 0:
             raise ValueError(f"command_history must be >= 0, got {command_history}")

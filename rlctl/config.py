@@ -38,6 +38,18 @@ class EnvConfig:
     reward: str | None = None
     """``FILE.py:fn``: a reward function that replaces the env's reward (see :mod:`rlctl.envs.reward`); its
     sha256 is recorded with the run, and a resume refuses a changed file unless forced"""
+    randomization_ramp: float = 0.0
+    """a curriculum on the strength of the quadrotor's sim-to-real set (``kwargs.sim2real``): it rises linearly
+    from ``randomization_start`` to full over this fraction of the training budget (0: full from the start)"""
+    randomization_start: float = 0.0
+    """the strength the ramp starts from (0: the nominal vehicle)"""
+
+    def strength(self, progress: float) -> float:
+        """The randomization strength at ``progress`` (steps done ÷ budget) of training."""
+        if self.randomization_ramp <= 0:
+            return 1.0
+        done = min(1.0, progress / self.randomization_ramp)
+        return self.randomization_start + (1.0 - self.randomization_start) * done
 
 
 @dataclass(frozen=True)
@@ -467,8 +479,22 @@ def validate(cfg: Config) -> None:
                         f"and {cfg.baseline.fit_dims}")
     _validate_curriculum(cfg)
     _validate_recurrent(cfg)
+    _validate_randomization(cfg.env)
     if not cfg.policy.hidden_sizes or min(cfg.policy.hidden_sizes) <= 0:
         raise UserError(f"policy.hidden_sizes must be a non-empty list of positive ints, got {cfg.policy.hidden_sizes}")
+
+
+def _validate_randomization(env: EnvConfig) -> None:
+    for path, value in {"env.randomization_ramp": env.randomization_ramp,
+                        "env.randomization_start": env.randomization_start}.items():
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{path} must lie in [0, 1], got {value}")
+    if env.randomization_ramp > 0 and env.kwargs.get("sim2real", "nominal") == "nominal":
+        raise UserError("env.randomization_ramp ramps up a sim-to-real set; name one with "
+                        "env.kwargs.sim2real=randomized (a quadrotor env)")
+    if env.randomization_ramp > 0 and "sim2real_strength" in env.kwargs:
+        raise UserError("env.randomization_ramp sets the strength of the training envs; drop "
+                        "env.kwargs.sim2real_strength")
 
 
 def _validate_recurrent(cfg: Config) -> None:

@@ -57,7 +57,7 @@ def baseline_for(name: str, env: Any) -> Any:
     raise UserError(f"unknown baseline {name!r}; choose from pid (quadrotor), ik (arm)")
 
 
-SET_KWARGS = ("sim2real", "latency_priority")
+SET_KWARGS = ("sim2real", "latency_priority", "sim2real_strength")
 
 
 def without_set(env_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -72,6 +72,10 @@ def test_saved_yaml_round_trips() -> None:
         (["ppo.learning_rat=1"], "did you mean ppo.learning_rate"),
         (["=3"], "malformed --set"),
         (["ppo.gamma=[1, 2"], "cannot parse value"),
+        (["env.randomization_ramp=0.5"], "env.kwargs.sim2real=randomized"),
+        (["env.randomization_ramp=1.5"], "env.randomization_ramp must lie in [0, 1]"),
+        (["env.randomization_ramp=0.5", "env.kwargs.sim2real=randomized", "env.kwargs.sim2real_strength=0.5"],
+         "drop env.kwargs.sim2real_strength"),
     ],
 )
 def test_invalid_values_name_the_key(items: list[str], message: str) -> None:
@@ -114,3 +118,11 @@ def test_from_dict_leaves_its_base_as_it_was() -> None:
     base = Config()
     derived = from_dict({"ppo": {"gamma": 0.5}}, base)
     assert derived.ppo.gamma == 0.5 and base.ppo.gamma == Config().ppo.gamma
+
+
+def test_randomization_ramp_rises_linearly_from_its_start_and_then_holds_full_strength() -> None:
+    env = resolve_config("rlctl/QuadHover-v0", None, None, ["env.kwargs.sim2real=randomized",
+                                                           "env.randomization_ramp=0.5",
+                                                           "env.randomization_start=0.2"])[0].env
+    assert [env.strength(p) for p in (0.0, 0.25, 0.5, 0.9)] == pytest.approx([0.2, 0.6, 1.0, 1.0])
+    assert resolve_config("rlctl/QuadHover-v0")[0].env.strength(0.0) == 1.0  # no ramp: full throughout

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rlctl.config import with_overrides
 from rlctl.logger import read_metrics
+from rlctl.sampling import make_sampler
 from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, small_config, stop_after, weights
 
@@ -21,6 +23,11 @@ CASES = {
     "ALE/Breakout-v5": dict(env={"num_envs": 2, "max_episode_steps": 40},
                             ppo={"total_timesteps": 256, "num_steps": 16, "minibatch_size": 16, "update_epochs": 2},
                             run={"checkpoint_every": 32, "sampler": "inline", "overlap": False}),
+    # sim-to-real wrapper streams and delay lines, and a randomization ramp set through the sampler processes
+    "rlctl/QuadHover-v0": dict(env={"num_envs": 2, "kwargs": {"sim2real": "randomized"}, "randomization_ramp": 0.75},
+                               ppo={"total_timesteps": 2048, "num_steps": 128, "minibatch_size": 64,
+                                    "update_epochs": 2},
+                               run={"checkpoint_every": 512, "sampler": "process", "overlap": True}),
 }
 
 
@@ -92,3 +99,31 @@ def test_kept_checkpoints_are_the_run_at_each_checkpoint_step(tmp_path: Path) ->
           progress=False)
     assert_same_weights(weights(tmp_path / "kept" / "checkpoints" / kept[1]), weights(tmp_path / "stopped"))
     assert not (tmp_path / "stopped" / "checkpoints").exists()  # off by default
+
+
+def test_a_randomization_ramp_reaches_the_envs_and_logs_the_strength_each_rollout_was_collected_at(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rlctl.train.loop as loop
+
+    samplers: list[Any] = []
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        samplers.append(make_sampler(*args, **kwargs))
+        return samplers[-1]
+
+    def look(_: dict[str, Any]) -> None:  # after each update: the strength the next rollout's resets will use
+        seen.append([env.get_wrapper_attr("sim2real_strength") for env in samplers[0].collector.envs.envs])
+
+    monkeypatch.setattr(loop, "make_sampler", keep)
+    seen: list[list[float]] = []
+    kw = dict(CASES["rlctl/QuadHover-v0"], run={"sampler": "inline", "overlap": False, "log_every": 256})
+    cfg = small_config("rlctl/QuadHover-v0", **kw)  # type: ignore[arg-type]
+    train(cfg, tmp_path / "run", on_update=look, progress=False)
+
+    share = cfg.batch_size / cfg.ppo.total_timesteps  # of the budget, per rollout
+    launched = [min(1.0, u * share / 0.75) for u in range(cfg.num_updates)]
+    assert [s[0] for s in seen[:-1]] == pytest.approx(launched[1:])  # the last update launches nothing
+    assert all(a == b for a, b in seen)  # every env
+    logged = [r["value"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+              if r["tag"] == "charts/sim2real_strength"]
+    assert logged == pytest.approx(launched)

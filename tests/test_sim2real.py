@@ -10,7 +10,8 @@ pytest.importorskip("pybullet")
 
 import rlctl.envs  # noqa: F401 - registers rlctl/* ids
 from rlctl.envs.errors import EnvError
-from rlctl.envs.make import make_env
+from rlctl.envs.ids import find_wrapper
+from rlctl.envs.make import make_env, make_vector_env
 from rlctl.envs.uav.latency import ActionDelay, CommandHistory, ObservationDelay
 from rlctl.envs.uav.sim2real import (
     HELD_OUT_DYNAMICS,
@@ -39,6 +40,50 @@ def test_randomized_parameters_are_recorded_seeded_and_inside_their_ranges() -> 
         assert np.all(values >= r.low * ref - 1e-12) and np.all(values <= r.high * ref + 1e-12), name
     assert env.unwrapped.params.mass == draws[2]["mass"]  # the env flies the vehicle drawn last
     env.close()
+
+
+def test_strength_moves_each_draw_toward_the_nominal_vehicle_on_the_same_stream() -> None:
+    draws = {}
+    for strength in (1.0, 0.5, 0.0):
+        env = gym.make("rlctl/QuadHover-v0", sim2real="randomized", sim2real_strength=strength)
+        info = env.reset(seed=4)[1]["sim2real"]
+        draws[strength] = info
+        env.close()
+    nominal = QuadHoverEnv().nominal
+    full, half, none = (draws[s]["dynamics"] for s in (1.0, 0.5, 0.0))
+    assert half["mass"] == pytest.approx((full["mass"] + nominal.mass) / 2)  # linear ranges: halfway
+    assert half["motor_tau"] == pytest.approx((full["motor_tau"] * nominal.motor_tau) ** 0.5)  # log: geometric
+    assert half["thrust_noise"] == pytest.approx(full["thrust_noise"] / 2)  # absolute, nominal 0
+    for name in RANDOMIZED_DYNAMICS:
+        np.testing.assert_allclose(none[name], getattr(nominal, name), rtol=1e-12, err_msg=name)
+    assert np.allclose(draws[0.5]["gyro_bias"], np.array(draws[1.0]["gyro_bias"]) / 2)
+    assert draws[0.0]["obs_delay"] == draws[0.0]["action_delay"] == 0
+    assert draws[0.5]["obs_delay"] == int(draws[1.0]["obs_delay"] / 2 + 0.5)
+    from rlctl.sim2real_eval import without_set
+
+    assert without_set({"sim2real": "randomized", "sim2real_strength": 0.5}) == {}  # evaluations fly full strength
+
+
+def test_at_strength_zero_the_randomized_set_flies_exactly_like_the_nominal_env() -> None:
+    actions = np.random.default_rng(0).uniform(-1, 1, (300, 4)).astype(np.float32)
+    weak = gym.make("rlctl/QuadHover-v0", sim2real="randomized", sim2real_strength=0.0)
+    np.testing.assert_array_equal(_rollout(weak, actions, seed=7),
+                                  _rollout(gym.make("rlctl/QuadHover-v0"), actions, seed=7))
+
+
+def test_a_vector_envs_set_attr_reaches_every_perturbation_from_the_next_reset() -> None:
+    envs = make_vector_env("rlctl/QuadHover-v0", 2, "sync", {"sim2real": "randomized", "error_integral": True})
+    envs.reset(seed=1)
+    envs.set_attr("sim2real_strength", 0.0)  # what the training loop's randomization ramp does
+    assert envs.get_attr("sim2real_strength") == (0.0, 0.0)
+    scaled = [find_wrapper(e, kind) for e in envs.envs
+              for kind in (DynamicsRandomization, SensorNoise, RandomPush, ActionDelay, ObservationDelay)]
+    assert [w.strength for w in scaled] == [0.0] * 10
+    _, infos = envs.reset(seed=2)
+    assert infos["sim2real"]["dynamics"]["mass"].tolist() == [QuadHoverEnv().nominal.mass] * 2
+    with pytest.raises(ValueError, match="must lie in"):
+        envs.envs[0].set_wrapper_attr("sim2real_strength", 1.5)
+    envs.close()
 
 
 def test_held_out_ranges_contain_the_training_ranges() -> None:
@@ -163,6 +208,8 @@ def test_unknown_sets_and_parameters_are_clear_errors() -> None:
         DynamicsRandomization(QuadHoverEnv(), {"wingspan": Range(1, 2)})
     with pytest.raises(ValueError, match="no parts named"):
         SensorNoise(QuadHoverEnv(), std={"lidar": 0.1})
+    with pytest.raises(EnvError, match="has none"):
+        make_env("rlctl/QuadHover-v0", {"sim2real_strength": 0.5})
 
 
 def test_error_integral_accumulates_a_near_offset_holds_a_far_one_and_resets() -> None:

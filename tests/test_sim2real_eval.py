@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rlctl.config import load_yaml
 from rlctl.sim2real_eval import wilson_interval
 from tests.test_cli import assert_user_error, rlctl
 
@@ -108,6 +109,19 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
                             "4096", "--episodes", "2", "--out", str(out), "--runs-dir", str(runs), check=False),
                       "ppo.learning_rate")
     assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")
+
+
+def test_bench_uav_ramped_set_trains_under_the_randomization_ramp_and_gets_its_own_row(tmp_path: Path) -> None:
+    out, runs = tmp_path / "results", tmp_path / "runs"
+    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "ramped", "--seeds", "1", "--steps", "2048",
+          "--randomized-factor", "2", "--episodes", "1", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
+    cfg = load_yaml((runs / "hover__ramped__s101" / "config.yaml").read_text())
+    trained = (cfg.env.kwargs["sim2real"], cfg.env.randomization_ramp, cfg.ppo.total_timesteps)
+    assert trained == ("randomized", 0.5, 4096)
+    report = (out / "uav.md").read_text()
+    assert "| PPO | randomized, ramped 0→1 over ½ | 1 (101) |" in report
+    assert "hover trained on randomized, ramped 0→1 over ½: 1 seeds × 4,096 steps" in report
+    assert_user_error(rlctl("bench", "uav", "--train-sets", "harder", check=False), "nominal, randomized, ramped")
 
 
 def test_gap_interval_covers_the_mean_and_widens_with_fewer_episodes_or_disagreeing_seeds() -> None:

@@ -5,6 +5,7 @@ policy can use to allow for what is already in flight. Part of the sim-to-real k
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from typing import Any, SupportsFloat
 
@@ -19,7 +20,8 @@ class _EpisodeDelay(gym.Wrapper):
 
     ``reset(options={OPTION: d})`` sets the episode's delay instead (it must lie in ``steps``): that is how
     :class:`LatencyPriority` chooses it. The stream draws either way, so forcing one episode does not shift
-    the delays of the next.
+    the delays of the next. With ``strength`` < 1 the delay shrinks by that factor (rounded half up; 0 is the
+    nominal loop's, none): the randomization curriculum's knob (:mod:`rlctl.envs.uav.sim2real`).
     """
 
     SALT = 0
@@ -30,6 +32,7 @@ class _EpisodeDelay(gym.Wrapper):
         if steps[0] < 0 or steps[1] < steps[0]:
             raise ValueError(f"steps must be 0 <= low <= high, got {steps}")
         self.steps = steps
+        self.strength = 1.0
         self._rng: np.random.Generator | None = None
         self.delay = 0
 
@@ -59,6 +62,7 @@ class _EpisodeDelay(gym.Wrapper):
             if not self.steps[0] <= forced <= self.steps[1]:
                 raise ValueError(f"{self.OPTION}={forced} is outside this wrapper's range {self.steps}")
             self.delay = int(forced)
+        self.delay = math.floor(self.strength * self.delay + 0.5)
 
 
 class ObservationDelay(_EpisodeDelay):

@@ -13,6 +13,11 @@ report results per parameter bin. :func:`apply_sim2real` stacks them into the na
 Order, inside out: dynamics → pushes → action delay → sensor noise → observation delay, so noise is
 added to the measurement and then delayed with it, as on a real sensor bus.
 
+Every perturbing wrapper has a ``strength`` in [0, 1] (default 1): each episode's draws are moved back toward
+the nominal vehicle by that factor (0 flies the nominal one), with the same random stream at every strength.
+:class:`RandomizationStrength` sets it on all of them at once, so a training run can ramp it up
+(``env.randomization_ramp``, :func:`rlctl.train.loop.train`).
+
 Every wrapper here that changes over an episode exposes that state as ``wrapper_state`` (its generator's
 position, what it drew, its delay lines), so a state snapshot (:mod:`rlctl.envs.snapshot`) continues the
 run exactly: the same noise, delays and pushes as if it had never stopped. The drawn vehicle parameters in
@@ -45,11 +50,19 @@ class Range:
     log: bool = False
     """sample log-uniformly (for quantities spanning a ratio, like a time constant)"""
 
-    def sample(self, rng: np.random.Generator, nominal: float) -> float:
+    def sample(self, rng: np.random.Generator, nominal: float, strength: float = 1.0) -> float:
+        """A draw, moved back toward ``nominal`` by ``strength`` (1: as drawn, 0: ``nominal``; geometrically for
+        ``log`` ranges). The generator advances the same way at every strength."""
         if self.log:
             value = float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
         else:
             value = float(rng.uniform(self.low, self.high))
+        if strength != 1.0:
+            neutral = {"scale": 1.0, "add": 0.0, "abs": nominal}[self.op]
+            if self.log and neutral > 0:
+                value = neutral * (value / neutral) ** strength
+            else:
+                value = neutral + strength * (value - neutral)
         return {"scale": nominal * value, "add": nominal + value, "abs": value}[self.op]
 
 
@@ -104,6 +117,7 @@ class DynamicsRandomization(gym.Wrapper):
         if unknown:
             raise ValueError(f"cannot randomize unknown parameters {sorted(unknown)}")
         self.mode = mode
+        self.strength = 1.0
         self._rng: np.random.Generator | None = None
         self._drawn: QuadParams | None = None
 
@@ -113,9 +127,9 @@ class DynamicsRandomization(gym.Wrapper):
         for name, rng_range in self.ranges.items():
             base = getattr(nominal, name)
             if isinstance(base, tuple):
-                values[name] = tuple(rng_range.sample(rng, float(b)) for b in base)
+                values[name] = tuple(rng_range.sample(rng, float(b), self.strength) for b in base)
             else:
-                values[name] = rng_range.sample(rng, float(base))
+                values[name] = rng_range.sample(rng, float(base), self.strength)
         return nominal.with_values(**values)
 
     @property
@@ -157,6 +171,7 @@ class SensorNoise(gym.Wrapper):
             raise ValueError(f"observation has no parts named {sorted(missing)}; it has {sorted(slices)}")
         self.slices = slices
         self.gyro_bias_std = gyro_bias * scale
+        self.strength = 1.0
         self._rng: np.random.Generator | None = None
         self.bias = np.zeros(3)
 
@@ -165,7 +180,7 @@ class SensorNoise(gym.Wrapper):
         out = np.array(obs, dtype=np.float64)
         for name, std in self.std.items():
             part = self.slices[name]
-            out[part] += self._rng.normal(0.0, std, out[part].shape)
+            out[part] += self._rng.normal(0.0, std, out[part].shape) * self.strength
         if "body_rates" in self.slices:
             out[self.slices["body_rates"]] += self.bias
         return out.astype(obs.dtype)
@@ -182,7 +197,7 @@ class SensorNoise(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         self._rng = rng_for(seed, self.SALT, self._rng)
-        self.bias = self._rng.normal(0.0, self.gyro_bias_std, 3)
+        self.bias = self._rng.normal(0.0, self.gyro_bias_std, 3) * self.strength
         obs, info = self.env.reset(seed=seed, options=options)
         return self._noisy(obs), record(info, "gyro_bias", self.bias.tolist())
 
@@ -202,6 +217,7 @@ class RandomPush(gym.Wrapper):
         if not hasattr(env.unwrapped, "apply_push"):
             raise ValueError("RandomPush needs an env with apply_push(delta_v)")
         self.interval_s, self.speed = interval_s, speed
+        self.strength = 1.0
         self._rng: np.random.Generator | None = None
         self._countdown = 0
         self.pushes = 0
@@ -232,7 +248,7 @@ class RandomPush(gym.Wrapper):
         if self._countdown <= 0:  # push before the step, so the returned observation already shows it
             assert self._rng is not None
             direction = self._rng.normal(size=3)
-            delta_v = direction / np.linalg.norm(direction) * self._rng.uniform(*self.speed)
+            delta_v = direction / np.linalg.norm(direction) * self._rng.uniform(*self.speed) * self.strength
             self.env.unwrapped.apply_push(delta_v)  # type: ignore[attr-defined]
             self.pushes += 1
             self._countdown = self._next()
@@ -319,6 +335,36 @@ class LatencyPriority(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class RandomizationStrength(gym.Wrapper):
+    """One knob, ``sim2real_strength`` in [0, 1], for the ``strength`` of every perturbing wrapper inside.
+
+    It is what a training run's randomization curriculum sets through the vector env's ``set_attr`` (an
+    attribute of the outermost wrapper that has it), from the next reset on: an episode keeps what it drew.
+    """
+
+    def __init__(self, env: gym.Env, strength: float = 1.0) -> None:
+        super().__init__(env)
+        self._scaled: list[Any] = []
+        inner: gym.Env = env
+        while isinstance(inner, gym.Wrapper):
+            if isinstance(inner, (DynamicsRandomization, SensorNoise, RandomPush, ActionDelay, ObservationDelay)):
+                self._scaled.append(inner)
+            inner = inner.env
+        self.sim2real_strength = strength
+
+    @property
+    def sim2real_strength(self) -> float:
+        return float(self._strength)
+
+    @sim2real_strength.setter
+    def sim2real_strength(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"sim2real_strength must lie in [0, 1], got {value}")
+        self._strength = float(value)
+        for wrapper in self._scaled:
+            wrapper.strength = self._strength
+
+
 @dataclass(frozen=True)
 class Sim2RealSet:
     """One named set of perturbations: what :func:`apply_sim2real` stacks around the env."""
@@ -340,19 +386,22 @@ SETS: dict[str, Sim2RealSet | None] = {
 SIM2REAL_SETS = tuple(SETS)
 
 
-def apply_sim2real(env: gym.Env, level: str, latency_priority: float = 0.0) -> gym.Env:
-    """Wrap ``env`` with one of the named sets (see the module docstring); with ``latency_priority`` > 0, draw
-    the delays through :class:`LatencyPriority` with that share (training only)."""
+def apply_sim2real(env: gym.Env, level: str, latency_priority: float = 0.0, strength: float = 1.0) -> gym.Env:
+    """Wrap ``env`` with one of the named sets (see the module docstring) at ``strength``; with
+    ``latency_priority`` > 0, draw the delays through :class:`LatencyPriority` with that share (training only)."""
     if level not in SETS:
         raise ValueError(f"unknown sim-to-real set {level!r}; choose from {', '.join(SIM2REAL_SETS)}")
     spec = SETS[level]
     if spec is None:
         if latency_priority:
             raise ValueError(f"latency_priority needs a sim-to-real set with latency, not {level!r}")
+        if strength != 1.0:
+            raise ValueError(f"sim2real_strength scales a sim-to-real set's perturbations; {level!r} has none")
         return env
     env = DynamicsRandomization(env, spec.dynamics)
     env = RandomPush(env, spec.push_interval_s, spec.push_speed)
     env = ActionDelay(env, spec.action_delay)
     env = SensorNoise(env, scale=spec.noise_scale)
     env = ObservationDelay(env, spec.obs_delay)
-    return LatencyPriority(env, latency_priority) if latency_priority else env
+    env = LatencyPriority(env, latency_priority) if latency_priority else env
+    return RandomizationStrength(env, strength)

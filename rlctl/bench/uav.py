@@ -34,6 +34,13 @@ POLICIES = {"mlp": [], "lstm": ["policy.recurrent=lstm", "ppo.bptt_steps=32"], "
                                                                                        "ppo.bptt_steps=32"]}
 """``--policies``: the settings each policy kind trains with on top of the task's preset (a recurrent policy
 trains on 32-step sequences: 8 per env and rollout, 16 to a minibatch of the preset's 512 steps)."""
+TRAIN_SETS = {"nominal": ["env.kwargs.sim2real=nominal"], "randomized": ["env.kwargs.sim2real=randomized"],
+              "ramped": ["env.kwargs.sim2real=randomized", "env.randomization_ramp=0.5"]}
+"""``--train-sets``: what each trains on. ``ramped`` is the randomized set under a curriculum on its strength, from
+the nominal vehicle to full over the first half of the budget (``env.randomization_ramp``; 0.5 chosen before any
+run, not tuned)."""
+TRAINED_ON = {"nominal": "nominal", "randomized": "randomized", "ramped": "randomized, ramped 0→1 over ½"}
+"""the table's *trained on* column"""
 EVAL_SEED = 10_000
 
 
@@ -43,10 +50,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if bad:
         raise UserError(f"unknown --tasks {bad}; choose from {', '.join(TASKS)}")
     train_sets = [s for s in args.train_sets.split(",") if s]
-    bad = [s for s in train_sets if s not in ("nominal", "randomized")]
+    bad = [s for s in train_sets if s not in TRAIN_SETS]
     if bad or not train_sets:
-        raise UserError(f"unknown --train-sets {bad}; choose from nominal, randomized" if bad
-                        else "--train-sets names no training set; choose from nominal, randomized")
+        raise UserError(f"unknown --train-sets {bad}; choose from {', '.join(TRAIN_SETS)}" if bad
+                        else f"--train-sets names no training set; choose from {', '.join(TRAIN_SETS)}")
     policies = [p for p in args.policies.split(",") if p]
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
@@ -79,7 +86,7 @@ def _row(train_set: str, policy: str) -> str:
     return train_set if policy == "mlp" else f"{train_set}-{policy}"
 
 
-ROWS = [_row(train_set, policy) for policy in POLICIES for train_set in ("nominal", "randomized")]
+ROWS = [_row(train_set, policy) for policy in POLICIES for train_set in TRAIN_SETS]
 """the table's PPO rows, in order"""
 
 
@@ -110,7 +117,7 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
     from rlctl.resolve import resolve_config
 
     base = steps or resolve_config(TASKS[task])[0].ppo.total_timesteps
-    return int(base * factor) if train_set == "randomized" else base
+    return base if train_set == "nominal" else int(base * factor)
 
 
 def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
@@ -141,8 +148,8 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         budget = _budget(task, train_set, steps, factor)
         done = summaries / f"{name}.train.json"
         # what the run is given, and what a finished one is checked against
-        sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", f"env.kwargs.sim2real={train_set}",
-                "run.eval_episodes=0", *POLICIES[policy]]
+        sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", *TRAIN_SETS[train_set], "run.eval_episodes=0",
+                *POLICIES[policy]]
         changed = _changed_since(runs / name, task, sets) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
@@ -325,7 +332,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             fails = ", ".join(f"{k} {v}" for k, v in sorted(fail_total.items())) or "—"
             interval = " [{:.2f}, {:.2f}]".format(*gap_interval(evals)) if len(gaps) > 1 else ""
             mark = " ‡" if (task, train_set) in provisional else ""
-            lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | "
+            lines.append(f"| {_label(train_set)} | {TRAINED_ON[_split_row(train_set)[0]]} | "
                          f"{len(evals)} ({span(seeds_of[train_set])}){mark} | {_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
                          f"{statistics.mean(times):.2f} | {fails} |")
@@ -335,7 +342,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         for train_set, evals in evals_by_set.items():
             if evals:
                 cells = [_cell([_no_crash(e[lv]) for e in evals]) for lv in EVAL_SETS]
-                lines.append(f"| {_label(train_set)} | {_split_row(train_set)[0]} | {' | '.join(cells)} |")
+                lines.append(f"| {_label(train_set)} | {TRAINED_ON[_split_row(train_set)[0]]} | {' | '.join(cells)} |")
         lines.append("")
         _plot_curves(task, runs, out / f"uav_{task}_curves.png")
         lines.append(f"Learning curves (training success rate on the training set): `uav_{task}_curves.png`")
@@ -374,7 +381,7 @@ def _matrix_summary(summaries: Path) -> list[str]:
     for path in sorted(summaries.glob("*.train.json")):
         task, train_set, _ = path.name.removesuffix(".train.json").split("__")
         groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
-    return [f"{task}{_kind(ts)} trained on {_split_row(ts)[0]}: {len(steps)} seeds × {max(steps):,} steps"
+    return [f"{task}{_kind(ts)} trained on {TRAINED_ON[_split_row(ts)[0]]}: {len(steps)} seeds × {max(steps):,} steps"
             for (task, ts), steps in groups.items()]
 
 
@@ -403,7 +410,7 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
     if not any(found.values()):
         return
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    colors = [f"C{i}" for i in range(len(ROWS))]
     for train_set, color in zip(ROWS, colors, strict=True):
         curves = found[train_set]
         if not curves:
@@ -412,7 +419,7 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
         # a 5-point moving average, edges padded with their own values (zero padding would dip at the ends)
         smooth = [np.convolve(np.pad(c[:, 1], 2, mode="edge"), np.ones(5) / 5, mode="valid") for c in curves]
         arr = np.vstack([np.interp(grid, c[:, 0], y) for c, y in zip(curves, smooth, strict=True)])
-        label = f"{_label(train_set)} trained on {_split_row(train_set)[0]} ({len(curves)} seeds)"
+        label = f"{_label(train_set)} trained on {TRAINED_ON[_split_row(train_set)[0]]} ({len(curves)} seeds)"
         ax.plot(grid, arr.mean(0), color=color, label=label)
         ax.fill_between(grid, arr.min(0), arr.max(0), color=color, alpha=0.2)
     ax.set_xlabel("environment steps")

@@ -119,13 +119,15 @@ def _add_suite(bsub: Any) -> None:
 def _add_uav(bsub: Any) -> None:
     u = bsub.add_parser("uav", help="PPO vs PID on the quadrotor tasks, with the sim-to-real gap")
     u.add_argument("--tasks", default="hover,waypoint", help=f"comma-separated, from {','.join(TASKS)}")
-    u.add_argument("--train-sets", default="nominal,randomized", help="training env sets (nominal, randomized)")
+    u.add_argument("--train-sets", default="nominal,randomized",
+                   help="training env sets: nominal, randomized, ramped (randomized, its strength ramped up from "
+                        "nominal over the first half of the budget)")
     u.add_argument("--seeds", type=int, default=3,
                    help="seeds per (task, training set), from 101 (default 3: 101-103)")
     u.add_argument("--steps", type=int, help="training budget per run (default: each task's preset)")
     u.add_argument("--randomized-factor", type=float, default=2.0,
-                   help="budget multiplier for training on the randomized set (default 2: it learns under noise, "
-                        "latency and pushes)")
+                   help="budget multiplier for training on the randomized (or ramped) set (default 2: it learns "
+                        "under noise, latency and pushes)")
     u.add_argument("--policies", default="mlp",
                    help="policy kinds, comma-separated, from mlp (feed-forward), lstm, gru (default mlp)")
     u.add_argument("--jobs", type=int, default=2, help="training runs in parallel (default 2)")

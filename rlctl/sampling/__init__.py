@@ -20,7 +20,7 @@ from rlctl.sampling.collector import Collector, RolloutInfo
 from rlctl.sampling.inline import InlineSampler
 from rlctl.sampling.process import ProcessSampler
 from rlctl.sampling.ray_actors import RaySampler
-from rlctl.sampling.worker import start_settings
+from rlctl.sampling.worker import start_settings, training_env_kwargs
 from rlctl.spaces import SpaceAdapter
 
 
@@ -35,7 +35,7 @@ class Sampler(Protocol):
       (:mod:`rlctl.envs.snapshot`): at the next ``launch`` with ``now``, else at their next reset;
     * ``set_share(p)`` — the learner's share of the arbitration with a baseline (from the next ``launch``);
     * ``set_env_attr(name, value)`` — set an attribute of every env (``envs.set_attr``; the wrapper that has it),
-      from the next ``launch`` on: how a demo curriculum moves its start point;
+      from the next ``launch`` on: how a demo curriculum moves its start point, and a randomization ramp its strength;
     * ``state_dict()`` / ``load_state_dict()`` — exact state for checkpoints (waits for a rollout in flight
       and keeps it, so a resumed run continues from precisely the same point).
     """
@@ -72,7 +72,7 @@ def make_sampler(cfg: Config, agent: Policy, adapter: SpaceAdapter, template: Ro
     if cfg.run.sampler == "process":
         return ProcessSampler(save_yaml(cfg), agent, template, cfg.run.seed, cfg.run.overlap, reward_fn,
                               cfg.run.worker_timeout, cfg.run.max_worker_restarts, cfg.run.num_workers)
-    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, cfg.env.kwargs,
+    envs = make_vector_env(cfg.env.id, cfg.env.num_envs, cfg.env.vectorization, training_env_kwargs(cfg),
                            cfg.env.max_episode_steps, reward_fn=reward_fn, starts=start_settings(cfg))
     baseline = make_arbiter_baseline(cfg, envs, cfg.run.seed)
     collector = Collector(envs, agent, adapter, cfg.ppo, device, baseline=baseline)

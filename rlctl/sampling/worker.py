@@ -31,6 +31,15 @@ def start_settings(cfg: Config) -> StartSettings | None:
     return StartSettings(tuple(c.demos), c.window, c.frac_sample, c.warmup_steps, c.extra_steps, c.start_back)
 
 
+def training_env_kwargs(cfg: Config) -> dict[str, Any]:
+    """The kwargs the samplers build their envs with: ``cfg.env.kwargs``, and with a randomization ramp the
+    strength it starts from (so the first episodes, reset before any rollout, fly it too). Evaluation envs
+    take ``cfg.env.kwargs`` alone: full strength."""
+    if cfg.env.randomization_ramp <= 0:
+        return cfg.env.kwargs
+    return {**cfg.env.kwargs, "sim2real_strength": cfg.env.randomization_start}
+
+
 def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn_bytes: bytes | None) -> Collector:
     """A sampler worker's envs ``[start, start + count)``, CPU policy copy and collector."""
     from rlctl.config import load_yaml
@@ -45,7 +54,7 @@ def build_worker(cfg_yaml: str, env_slice: tuple[int, int], seed: int, reward_fn
     torch.manual_seed(seed + 104_729 * start)
     reward_fn = cloudpickle.loads(reward_fn_bytes) if reward_fn_bytes is not None else None
     vectorization = "envpool" if cfg.env.vectorization == "envpool" else "sync"  # a worker is one process already
-    envs = make_vector_env(cfg.env.id, count, vectorization, cfg.env.kwargs, cfg.env.max_episode_steps,
+    envs = make_vector_env(cfg.env.id, count, vectorization, training_env_kwargs(cfg), cfg.env.max_episode_steps,
                            reward_fn=reward_fn, starts=start_settings(cfg))
     adapter = adapter_for_env(envs)
     agent = build_agent(cfg, adapter, torch.device("cpu"))

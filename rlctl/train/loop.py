@@ -141,11 +141,16 @@ def train(
                 if cfg.run.keep_checkpoints:
                     keep_copy(run_dir / CHECKPOINT, run_dir / KEPT / f"step_{global_step:09d}.pt")
 
+            launched: dict[str, float] = {}  # scalars of the rollout launched last: the one `wait` returns next
+
             def launch(step: int) -> None:
                 if transfer is not None:  # the learner's share of the arbitration for this rollout
                     sampler.set_share(transfer.share(step))
                 if curriculum is not None:  # where this rollout's new episodes start in the demos
                     sampler.set_env_attr("demo_back", curriculum.launch_back())
+                if cfg.env.randomization_ramp > 0:  # how strongly this rollout's new episodes are randomized
+                    launched["charts/sim2real_strength"] = cfg.env.strength(step / cfg.ppo.total_timesteps)
+                    sampler.set_env_attr("sim2real_strength", launched["charts/sim2real_strength"])
                 sampler.launch(step)
 
             last_ckpt = global_step
@@ -158,6 +163,7 @@ def train(
                 rollout, info = sampler.wait()
                 rollout = rollout.to(where)
                 wait_s = time.perf_counter() - t_wait
+                schedule = schedule | launched
                 sampler.sync_stats(agent)
                 global_step += cfg.batch_size
                 if cfg.run.overlap and not last_update:
