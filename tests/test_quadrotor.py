@@ -156,9 +156,9 @@ def test_reward_is_the_sum_of_its_named_components() -> None:
     env.close()
 
 
-@pytest.mark.parametrize("action_mode", ["motors", "ctbr"])
-def test_pid_holds_hover_within_5cm_for_5s(action_mode: str) -> None:
-    env = QuadHoverEnv(episode_s=8.0, action_mode=action_mode)
+@pytest.mark.parametrize(("action_mode", "ctrl_hz"), [("motors", 48), ("ctbr", 48), ("ctbr", 120)])
+def test_pid_holds_hover_within_5cm_for_5s(action_mode: str, ctrl_hz: int) -> None:
+    env = QuadHoverEnv(episode_s=8.0, action_mode=action_mode, ctrl_hz=ctrl_hz)
     pid = QuadPID(env)
     obs, _ = env.reset(seed=0)
     errors = []

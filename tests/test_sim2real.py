@@ -86,6 +86,17 @@ def test_a_vector_envs_set_attr_reaches_every_perturbation_from_the_next_reset()
     envs.close()
 
 
+def test_at_a_higher_control_rate_the_sets_keep_their_latency_in_seconds() -> None:
+    for level, hz, action, obs in [("randomized", 48, (0, 2), (0, 3)), ("randomized", 120, (0, 5), (0, 8)),
+                                   ("held-out", 120, (3, 5), (3, 8))]:
+        env = gym.make("rlctl/QuadHover-v0", sim2real=level, ctrl_hz=hz)
+        assert (find_wrapper(env, ActionDelay).steps, find_wrapper(env, ObservationDelay).steps) == (action, obs)
+        delays = [(i["sim2real"]["action_delay"], i["sim2real"]["obs_delay"]) for i in
+                  (env.reset(seed=s)[1] for s in range(40))]
+        assert (max(d[0] for d in delays), max(d[1] for d in delays)) == (action[1], obs[1])  # the whole range
+        env.close()
+
+
 def test_held_out_ranges_contain_the_training_ranges() -> None:
     for name, r in RANDOMIZED_DYNAMICS.items():
         wide = HELD_OUT_DYNAMICS[name]

@@ -111,15 +111,19 @@ def test_bench_uav_trains_evaluates_and_reports_on_a_tiny_budget(tmp_path: Path)
     assert_user_error(rlctl("bench", "uav", "--tasks", "fly", check=False), "unknown --tasks")
 
 
-def test_bench_uav_ramped_set_trains_under_the_randomization_ramp_and_gets_its_own_row(tmp_path: Path) -> None:
+def test_bench_uav_ramped_and_rate120_sets_train_as_documented_and_get_their_own_rows(tmp_path: Path) -> None:
     out, runs = tmp_path / "results", tmp_path / "runs"
-    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "ramped", "--seeds", "1", "--steps", "2048",
+    rlctl("bench", "uav", "--tasks", "hover", "--train-sets", "ramped,rate120", "--seeds", "1", "--steps", "2048",
           "--randomized-factor", "2", "--episodes", "1", "--jobs", "1", "--out", str(out), "--runs-dir", str(runs))
-    cfg = load_yaml((runs / "hover__ramped__s101" / "config.yaml").read_text())
-    trained = (cfg.env.kwargs["sim2real"], cfg.env.randomization_ramp, cfg.ppo.total_timesteps)
+    ramped = load_yaml((runs / "hover__ramped__s101" / "config.yaml").read_text())
+    trained = (ramped.env.kwargs["sim2real"], ramped.env.randomization_ramp, ramped.ppo.total_timesteps)
     assert trained == ("randomized", 0.5, 4096)
+    fast = load_yaml((runs / "hover__rate120__s101" / "config.yaml").read_text())
+    assert (fast.env.kwargs["ctrl_hz"], fast.ppo.num_steps, fast.ppo.total_timesteps) == (120, 640, 10240)
+    assert fast.ppo.gamma ** 2.5 == pytest.approx(0.99, abs=1e-4)  # the same horizon in seconds
     report = (out / "uav.md").read_text()
     assert "| PPO | randomized, ramped 0→1 over ½ | 1 (101) |" in report
+    assert "| PPO | randomized, 120 Hz control | 1 (101) |" in report
     assert "hover trained on randomized, ramped 0→1 over ½: 1 seeds × 4,096 steps" in report
     assert_user_error(rlctl("bench", "uav", "--train-sets", "harder", check=False), "nominal, randomized, ramped")
 

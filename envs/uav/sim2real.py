@@ -373,10 +373,24 @@ class Sim2RealSet:
     push_interval_s: tuple[float, float]
     push_speed: tuple[float, float]
     action_delay: tuple[int, int]
-    """control steps, drawn per episode"""
+    """in control steps at :data:`DELAY_HZ`, drawn per episode; at another control rate the same time, rounded
+    to whole steps (:meth:`delays_at`)"""
     obs_delay: tuple[int, int]
     noise_scale: float = 1.0
 
+    def delays_at(self, ctrl_hz: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(action, observation) delay ranges in control steps at ``ctrl_hz``: the same latency in seconds,
+        rounded half up."""
+
+        def steps(r: tuple[int, int]) -> tuple[int, int]:
+            low, high = (math.floor(d * ctrl_hz / DELAY_HZ + 0.5) for d in r)
+            return low, high
+
+        return steps(self.action_delay), steps(self.obs_delay)
+
+
+DELAY_HZ = 48
+"""the control rate the sets' delays are written for (the quadrotor's default ``ctrl_hz``)"""
 
 SETS: dict[str, Sim2RealSet | None] = {
     "nominal": None,
@@ -398,10 +412,11 @@ def apply_sim2real(env: gym.Env, level: str, latency_priority: float = 0.0, stre
         if strength != 1.0:
             raise ValueError(f"sim2real_strength scales a sim-to-real set's perturbations; {level!r} has none")
         return env
+    action_delay, obs_delay = spec.delays_at(int(getattr(env.unwrapped, "ctrl_hz", DELAY_HZ)))
     env = DynamicsRandomization(env, spec.dynamics)
     env = RandomPush(env, spec.push_interval_s, spec.push_speed)
-    env = ActionDelay(env, spec.action_delay)
+    env = ActionDelay(env, action_delay)
     env = SensorNoise(env, scale=spec.noise_scale)
-    env = ObservationDelay(env, spec.obs_delay)
+    env = ObservationDelay(env, obs_delay)
     env = LatencyPriority(env, latency_priority) if latency_priority else env
     return RandomizationStrength(env, strength)

@@ -34,12 +34,19 @@ POLICIES = {"mlp": [], "lstm": ["policy.recurrent=lstm", "ppo.bptt_steps=32"], "
                                                                                        "ppo.bptt_steps=32"]}
 """``--policies``: the settings each policy kind trains with on top of the task's preset (a recurrent policy
 trains on 32-step sequences: 8 per env and rollout, 16 to a minibatch of the preset's 512 steps)."""
+RATE = 120 / 48
+"""``rate120``: control steps per step of the presets' 48 Hz loop"""
 TRAIN_SETS = {"nominal": ["env.kwargs.sim2real=nominal"], "randomized": ["env.kwargs.sim2real=randomized"],
-              "ramped": ["env.kwargs.sim2real=randomized", "env.randomization_ramp=0.5"]}
+              "ramped": ["env.kwargs.sim2real=randomized", "env.randomization_ramp=0.5"],
+              "rate120": ["env.kwargs.sim2real=randomized", "env.kwargs.ctrl_hz=120"]}
 """``--train-sets``: what each trains on. ``ramped`` is the randomized set under a curriculum on its strength, from
 the nominal vehicle to full over the first half of the budget (``env.randomization_ramp``; 0.5 chosen before any
-run, not tuned)."""
-TRAINED_ON = {"nominal": "nominal", "randomized": "randomized", "ramped": "randomized, ramped 0→1 over ½"}
+run, not tuned). ``rate120`` is the randomized set flown at a 120 Hz control rate instead of 48 (the same
+latencies in seconds, :meth:`~rlctl.envs.uav.sim2real.Sim2RealSet.delays_at`), with the discount, GAE λ, rollout
+length and budget converted so that they cover the same seconds of flight as at 48 Hz."""
+BUDGET_SCALE = {"rate120": RATE}
+TRAINED_ON = {"nominal": "nominal", "randomized": "randomized", "ramped": "randomized, ramped 0→1 over ½",
+              "rate120": "randomized, 120 Hz control"}
 """the table's *trained on* column"""
 EVAL_SEED = 10_000
 
@@ -117,7 +124,19 @@ def _budget(task: str, train_set: str, steps: int | None, factor: float) -> int:
     from rlctl.resolve import resolve_config
 
     base = steps or resolve_config(TASKS[task])[0].ppo.total_timesteps
-    return base if train_set == "nominal" else int(base * factor)
+    return round((base if train_set == "nominal" else base * factor) * BUDGET_SCALE.get(train_set, 1.0))
+
+
+def _same_seconds(task: str, rate: float) -> list[str]:
+    """Settings that keep the preset's horizons in seconds of flight at ``rate`` times its control rate: the
+    discount, GAE λ and rollout length (none at the preset's own rate)."""
+    from rlctl.resolve import resolve_config
+
+    if rate == 1.0:
+        return []
+    ppo = resolve_config(TASKS[task])[0].ppo
+    return [f"ppo.gamma={ppo.gamma ** (1 / rate):.5f}", f"ppo.gae_lambda={ppo.gae_lambda ** (1 / rate):.5f}",
+            f"ppo.num_steps={round(ppo.num_steps * rate)}"]
 
 
 def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
@@ -149,7 +168,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         done = summaries / f"{name}.train.json"
         # what the run is given, and what a finished one is checked against
         sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", *TRAIN_SETS[train_set], "run.eval_episodes=0",
-                *POLICIES[policy]]
+                *_same_seconds(task, BUDGET_SCALE.get(train_set, 1.0)), *POLICIES[policy]]
         changed = _changed_since(runs / name, task, sets) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
@@ -280,7 +299,8 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
         f"observation delay, {steps(rnd.action_delay)} steps action delay, pushes); *held-out*: wider ranges than "
         f"training (motor lag {lag(HELD_OUT_DYNAMICS['motor_tau'])}), stronger pushes, twice the sensor noise, and "
         f"always {steps(held.obs_delay)} steps observation and {steps(held.action_delay)} steps action delay "
-        "(a proxy for the real vehicle; a control step is 1/48 s). Success: held within 0.1 m and 0.2 m/s of the "
+        "(a proxy for the real vehicle; steps of the 48 Hz control loop, the same times at another rate). Success: "
+        "held within 0.1 m and 0.2 m/s of the "
         "final target for one "
         "second, and no crash. PPO cells: mean ± sample std (ddof = 1) over seeds of each seed's success rate "
         "(seeds column: n and which), and for held-out ÷ nominal a 95% bootstrap interval of that mean (seeds "

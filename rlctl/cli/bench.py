@@ -121,7 +121,7 @@ def _add_uav(bsub: Any) -> None:
     u.add_argument("--tasks", default="hover,waypoint", help=f"comma-separated, from {','.join(TASKS)}")
     u.add_argument("--train-sets", default="nominal,randomized",
                    help="training env sets: nominal, randomized, ramped (randomized, its strength ramped up from "
-                        "nominal over the first half of the budget)")
+                        "nominal over the first half of the budget), rate120 (randomized, 120 Hz control)")
     u.add_argument("--seeds", type=int, default=3,
                    help="seeds per (task, training set), from 101 (default 3: 101-103)")
     u.add_argument("--steps", type=int, help="training budget per run (default: each task's preset)")
