@@ -63,8 +63,9 @@ def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
     """Play one episode from ``env.reset(seed=seed)``; its raw return and length.
 
     The return is the env's own, also under a reward hook (:mod:`rlctl.envs.reward`). With ``record``, the
-    hook's return is appended to ``record["shaped"]`` and the env's last ``info["is_success"]`` (None where
-    it reports none) to ``record["success"]``.
+    hook's return is appended to ``record["shaped"]``, the env's last ``info["is_success"]`` (None where
+    it reports none) to ``record["success"]`` and the time to the goal (:func:`time_to_goal`) to
+    ``record["time_to_goal"]``.
 
     Envs that report games (Atari, see :mod:`rlctl.envs.atari`) are played to the end of the game, through
     every lost life, and scored with the game's raw score and length (``info["game_return"]``).
@@ -93,9 +94,22 @@ def play_episode(env: Any, choose: Callable[[Any], Any], seed: int | None,
     if record is not None:
         record.setdefault("shaped", []).append(shaped_total)
         record.setdefault("success", []).append(bool(info["is_success"]) if "is_success" in info else None)
+        record.setdefault("time_to_goal", []).append(time_to_goal(env, info, length))
     if "game_return" in info:
         return float(info["game_return"]), int(info["game_length"])
     return total, length
+
+
+def time_to_goal(env: Any, info: dict[str, Any], length: int) -> float | None:
+    """Seconds from the reset to the goal of an episode that ended in success: the env's own
+    ``info["time_to_goal"]`` where it reports one (the quadrotor flies on after its goal), else the episode's
+    length at the env's control rate ``ctrl_hz`` (envs that end at their goal); None without success or rate."""
+    if not info.get("is_success"):
+        return None
+    if "time_to_goal" in info:
+        return float(info["time_to_goal"])
+    rate = getattr(getattr(env, "unwrapped", env), "ctrl_hz", None)
+    return length / float(rate) if rate else None
 
 
 def evaluate_policy(
@@ -104,8 +118,9 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
     life, see :func:`play_episode`); raw returns, not scaled. With the run's ``reward_fn`` the shaped
-    returns are reported too (``mean_shaped_return``), and ``success_rate`` for envs that report
-    ``info["is_success"]``."""
+    returns are reported too (``mean_shaped_return``), and for envs that report ``info["is_success"]`` each
+    episode's ``successes``, their ``success_rate`` and the ``mean_time_to_goal_s`` of those that succeeded
+    (:func:`time_to_goal`)."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     if reward_fn is not None:
         env = RewardHook(env, reward_fn)
@@ -121,6 +136,7 @@ def evaluate_policy(
     finally:
         env.close()
     successes = [s for s in record.get("success", []) if s is not None]
+    times = [t for t in record.get("time_to_goal", []) if t is not None]
     return {
         "env": cfg.env.id,
         "episodes": episodes,
@@ -133,7 +149,8 @@ def evaluate_policy(
         "lengths": lengths,
         **({"mean_shaped_return": float(np.mean(record["shaped"])), "shaped_returns": record["shaped"]}
            if reward_fn else {}),
-        **({"success_rate": float(np.mean(successes))} if successes else {}),
+        **({"successes": successes, "success_rate": float(np.mean(successes))} if successes else {}),
+        **({"mean_time_to_goal_s": float(np.mean(times))} if times else {}),
     }
 
 

@@ -101,9 +101,11 @@ def wall_s(run: Path) -> float:
     return max(times) - min(times)
 
 
-def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...]) -> None:
-    """Copy what a report reads into ``dest`` (committable, a few KB per run): ``final_eval.json`` and the ``tags``
-    of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs are left out."""
+def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
+              files: tuple[str, ...] = ("final_eval.json",)) -> None:
+    """Copy what a report reads into ``dest`` (committable, a few KB per run): the run's ``files`` that exist and
+    the ``tags`` of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs (no
+    ``final_eval.json``) are left out."""
     import json
 
     for name in names:
@@ -115,7 +117,9 @@ def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...]) -
         target = dest / name
         target.mkdir(parents=True, exist_ok=True)
         (target / "metrics.jsonl").write_text("\n".join(kept) + "\n")
-        (target / "final_eval.json").write_text((run / "final_eval.json").read_text())
+        for file in files:
+            if (run / file).is_file():
+                (target / file).write_text((run / file).read_text())
 
 
 def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None) -> None:

@@ -4,8 +4,11 @@ For each task (env + its controller) and variant (``ppo``: no baseline; ``prob``
 ``residual``: ``--baseline-policy`` with that arbiter and a linear transfer), one ``rlctl train`` process per
 seed (claimed with lock files, resumable). Every run evaluates the learner alone (baseline disconnected) every
 ``--eval-every`` steps during training and, at the end, deterministically on ``--episodes`` seeded episodes;
-the controller alone is evaluated on the same episodes. The report, ``agency-transfer.md`` with learning-curve
-PNGs, is built from the runs' ``metrics.jsonl`` and ``final_eval.json``. Seeds are table seeds (101, …,
+the controller alone is evaluated on the same episodes. Tasks with a goal also report success (the learner
+alone's, the mixture's during transfer against the baseline's interval, time to goal), and the waypoint task's
+final policies fly the sim-to-real sets, where the PID fails (``sets_eval.json`` in each run). The report,
+``agency-transfer.md`` with learning-curve PNGs, is built from the runs' ``metrics.jsonl``, ``final_eval.json``
+and ``sets_eval.json``. Seeds are table seeds (101, …,
 :mod:`rlctl.bench.seeds`).
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, str]] = {
@@ -46,6 +49,11 @@ def _command(task: str, variant: str, seed: int, steps: int, eval_every: int, ep
             *(arg for item in sets for arg in ("--set", item))]
 
 
+SETS_TASKS = {"waypoint": "pid"}
+"""Tasks whose final policies also fly the sim-to-real sets, against which baseline (where the PID fails)."""
+SETS = ["randomized", "held-out"]
+
+
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
                  episodes: int, jobs: int, runs: Path) -> None:
     from rlctl.bench.matrix import ClaimedJob, run_claimed
@@ -56,6 +64,27 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
                for task in tasks for variant in variants for seed in seeds
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
+    for task in tasks:
+        if task in SETS_TASKS:
+            for variant in variants:
+                for seed in seeds:
+                    evaluate_on_sets(runs / _name(task, variant, seed), task, episodes)
+
+
+def evaluate_on_sets(run: Path, task: str, episodes: int) -> None:
+    """The final learner alone on :data:`SETS` (``sets_eval.json`` in the run; kept once written), on the episodes
+    its final evaluation played (seed + 10000 + i)."""
+    from rlctl.checkpoint import atomic_write_text
+    from rlctl.runs import load_policy
+    from rlctl.sim2real_eval import evaluate_sets, policy_actor, without_set
+
+    path = run / "sets_eval.json"
+    if path.exists() or not (run / "final_eval.json").exists():
+        return
+    cfg, agent, adapter, _, _ = load_policy(str(run))
+    result = evaluate_sets(TASKS[task][0], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
+                           SETS, episodes, cfg.run.seed + EVAL_SEED)
+    atomic_write_text(path, json.dumps(result, indent=2))
 
 
 def baseline_alone(task: str, episodes: int, seed: int) -> dict[str, Any]:
@@ -73,58 +102,154 @@ def baseline_alone(task: str, episodes: int, seed: int) -> dict[str, Any]:
         returns.append(play_episode(env, controller.act, seed + EVAL_SEED + i, record=record)[0])
     env.close()
     successes = [s for s in record.get("success", []) if s is not None]
-    return {"returns": returns, "success_rate": float(np.mean(successes)) if successes else None}
+    times = [t for t in record.get("time_to_goal", []) if t is not None]
+    return {"returns": returns, "successes": successes,
+            "success_rate": float(np.mean(successes)) if successes else None,
+            "mean_time_to_goal_s": float(np.mean(times)) if times else None}
+
+
+def _baseline_on_sets(task: str, episodes: int, seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
+    """The baseline on :data:`SETS`, on the episodes each seed's policy flew there."""
+    from rlctl.sim2real_eval import baseline_actor, evaluate_sets, preset_env_kwargs
+
+    env_id = TASKS[task][0]
+    out: dict[str, list[dict[str, Any]]] = {level: [] for level in SETS}
+    for seed in seeds:
+        result = evaluate_sets(env_id, preset_env_kwargs(env_id), {"pid": baseline_actor(SETS_TASKS[task])}, SETS,
+                               episodes, seed + EVAL_SEED)["results"]["pid"]
+        for level in SETS:
+            out[level].append(result[level])
+    return out
+
+
+class _Seeds:
+    """One variant's finished runs of one task, and what the tables read from them."""
+
+    def __init__(self, runs: Path, task: str, variant: str, seeds: list[int]) -> None:
+        self.dirs = [runs / _name(task, variant, s) for s in seeds if (runs / _name(task, variant, s) /
+                                                                       "final_eval.json").is_file()]
+        self.finals = [json.loads((d / "final_eval.json").read_text()) for d in self.dirs]
+        self.variant = variant
+
+    def phase(self, tag: str, before: bool) -> list[float]:
+        """Per seed, the mean of ``tag``'s rows up to the end of the transfer phase (``before``) or of the last
+        20 rows (episodes, for ``charts/episodic_return``); seeds without such rows are left out."""
+        values = []
+        for run in self.dirs:
+            steps, ys = curve(run, tag)
+            if not steps:
+                continue
+            kept = [y for s, y in zip(steps, ys, strict=True) if s <= TRANSFER_END * steps[-1]] if before else ys[-20:]
+            if kept:
+                values.append(statistics.mean(kept))
+        return values
+
+    def lowest_mean(self, tag: str) -> float | None:
+        """The lowest point of the across-seed mean of ``tag`` over the transfer phase (each seed's rows
+        interpolated onto 50 common steps: a seed logs a success rate only where episodes ended), or None."""
+        curves = [c for c in (curve(run, tag) for run in self.dirs) if len(c[0]) > 1]
+        if not curves:
+            return None
+        low, high = max(c[0][0] for c in curves), TRANSFER_END * min(c[0][-1] for c in curves)
+        if high <= low:
+            return None
+        grid = np.linspace(low, high, 50)
+        return float(np.mean([np.interp(grid, s, v) for s, v in curves], axis=0).min())
 
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
            command: str) -> None:
-    """``agency-transfer.md`` and one learning-curve PNG per task, from the finished runs."""
+    """``agency-transfer.md`` and learning-curve PNGs per task (return; success where the task has a goal), from
+    the finished runs."""
+    from rlctl.sim2real_eval import wilson_interval
+
     lines = [*report_header("Agency transfer: a working controller first, the learned policy after", command, seeds),
              f"*Learner alone*: the final policy with the baseline disconnected, deterministic, {episodes} episodes "
-             "(seeds 10000 + seed + i).",
-             "*Mixture, transfer phase*: the mean training return of the episodes that ended before the baseline "
-             "was disconnected (80% of the budget), baseline and learner acting under the arbiter, the policy "
-             "sampling; for `ppo`, the same steps of its own training.",
+             "(seeds 10000 + seed + i); time to goal: mean over its successful episodes, in seconds.",
+             "*Mixture, transfer phase*: the training episodes that ended before the baseline was disconnected (80% "
+             "of the budget), baseline and learner acting under the arbiter, the policy sampling: their mean return, "
+             "and the success rate of each logged rollout's episodes; *lowest*: the minimum over the transfer phase of "
+             "that rate's mean over seeds. For `ppo`, the same steps of its own training.",
              "*Last 20, training*: the last 20 training episodes (the learner alone by then).",
              "The machine was shared with other work while these ran: no timings are reported.", ""]
     for task in tasks:
         env_id, baseline = TASKS[task]
         alone = [baseline_alone(task, episodes, seed) for seed in seeds]
-        lines += [f"## {task}: {env_id}, baseline `{baseline}`", "",
-                  "| variant | learner alone: return | learner alone: success | mixture, transfer phase: return "
-                  "| last 20, training: return | seeds |",
-                  "|---|---:|---:|---:|---:|---:|"]
         base_returns = [statistics.mean(a["returns"]) for a in alone]
         base_success = [a["success_rate"] for a in alone if a["success_rate"] is not None]
-        lines.append(f"| baseline alone | {mean_std(base_returns, 1)} | "
-                     f"{mean_std(base_success, 2) if base_success else '—'} | — | — | {len(seeds)} |")
+        goal = bool(base_success)
+        lines += [f"## {task}: {env_id}, baseline `{baseline}`", ""]
+        if goal:
+            pooled = [s for a in alone for s in a["successes"]]
+            low, high = wilson_interval(sum(pooled), len(pooled))
+            lines += [f"Baseline alone over all {len(pooled)} episodes: success {np.mean(pooled):.2f} "
+                      f"[{low:.2f}, {high:.2f}] (Wilson 95%). The target: the mixture's lowest success stays above "
+                      f"{low:.2f}.", "",
+                      "| variant | learner alone: success | return | time to goal (s) | mixture, transfer phase: "
+                      "success | lowest | return | last 20, training: return | seeds |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            times = [a["mean_time_to_goal_s"] for a in alone if a["mean_time_to_goal_s"] is not None]
+            lines.append(f"| baseline alone | {mean_std(base_success, 2)} | {mean_std(base_returns, 1)} | "
+                         f"{mean_std(times, 2)} | — | — | — | — | {len(seeds)} |")
+        else:
+            lines += ["| variant | learner alone: return | mixture, transfer phase: return "
+                      "| last 20, training: return | seeds |",
+                      "|---|---:|---:|---:|---:|",
+                      f"| baseline alone | {mean_std(base_returns, 1)} | — | — | {len(seeds)} |"]
         curves: dict[str, list[tuple[list[int], list[float]]]] = {}
+        success_curves: dict[str, list[tuple[list[int], list[float]]]] = {}
         for variant in variants:
-            finals, successes, mixture, last, done = [], [], [], [], 0
-            for seed in seeds:
-                run = runs / _name(task, variant, seed)
-                if not (run / "final_eval.json").is_file():
-                    continue
-                done += 1
-                final = json.loads((run / "final_eval.json").read_text())
-                finals.append(final["mean_return"])
-                if final.get("success_rate") is not None:
-                    successes.append(final["success_rate"])
-                steps, train_returns = curve(run, "charts/episodic_return")
-                end = TRANSFER_END * steps[-1]
-                mixture.append(statistics.mean(r for s, r in zip(steps, train_returns, strict=True) if s <= end))
-                last.append(statistics.mean(train_returns[-20:]))
-                tag = "charts/episodic_return" if variant == "ppo" else "eval/learner_return"
-                curves.setdefault(variant, []).append(curve(run, tag))
-            lines.append(f"| {variant} | {mean_std(finals, 1)} | {mean_std(successes, 2) if successes else '—'} | "
-                         f"{mean_std(mixture, 1)} | {mean_std(last, 1)} | {done} |")
+            done = _Seeds(runs, task, variant, seeds)
+            finals = [f["mean_return"] for f in done.finals]
+            mixture = mean_std(done.phase("charts/episodic_return", before=True), 1)
+            last = mean_std(done.phase("charts/episodic_return", before=False), 1)
+            if goal:
+                successes = [f["success_rate"] for f in done.finals if f.get("success_rate") is not None]
+                times = [f["mean_time_to_goal_s"] for f in done.finals if f.get("mean_time_to_goal_s") is not None]
+                lowest = done.lowest_mean("charts/success_rate")
+                lines.append(f"| {variant} | {mean_std(successes, 2)} | {mean_std(finals, 1)} | {mean_std(times, 2)} | "
+                             f"{mean_std(done.phase('charts/success_rate', before=True), 2)} | "
+                             f"{'—' if lowest is None else f'{lowest:.2f}'} | {mixture} | {last} | {len(done.dirs)} |")
+            else:
+                lines.append(f"| {variant} | {mean_std(finals, 1)} | {mixture} | {last} | {len(done.dirs)} |")
+            tag = "charts/episodic_return" if variant == "ppo" else "eval/learner_return"
+            curves[variant] = [curve(run, tag) for run in done.dirs]
+            if goal:
+                success_curves[f"{variant}: mixture" if variant != "ppo" else "ppo"] = [
+                    curve(run, "charts/success_rate") for run in done.dirs]
+                if variant != "ppo":
+                    success_curves[f"{variant}: learner alone"] = [curve(run, "eval/learner_success_rate")
+                                                                    for run in done.dirs]
         lines += ["", f"![{task} learning curves](agency-transfer_{task}.png)", ""]
         _plot(curves, out / f"agency-transfer_{task}.png", f"{env_id}: learner alone (ppo: training return)",
-              statistics.mean(base_returns))
+              statistics.mean(base_returns), "return")
+        if goal:
+            lines += [f"![{task} success](agency-transfer_{task}_success.png)", ""]
+            _plot(success_curves, out / f"agency-transfer_{task}_success.png",
+                  f"{env_id}: success rate (mixture: training episodes)", float(np.mean(base_success)), "success rate")
+        if task in SETS_TASKS:
+            lines += _sets_table(task, variants, seeds, episodes, runs)
     (out / "agency-transfer.md").write_text("\n".join(lines) + "\n")
 
 
-def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, title: str, baseline: float) -> None:
+def _sets_table(task: str, variants: list[str], seeds: list[int], episodes: int, runs: Path) -> list[str]:
+    """The final learner alone and the baseline on the sim-to-real sets (success rate)."""
+    base = _baseline_on_sets(task, episodes, seeds)
+    lines = [f"On the sim-to-real sets (the final learner alone and `{SETS_TASKS[task]}`, {episodes} episodes per set "
+             "and seed, the seeds of the final evaluation; success rate):", "",
+             f"| variant | {' | '.join(SETS)} | seeds |", "|---|" + "---:|" * (len(SETS) + 1),
+             f"| baseline alone | {' | '.join(mean_std([r['success_rate'] for r in base[s]], 2) for s in SETS)} | "
+             f"{len(seeds)} |"]
+    for variant in variants:
+        found = [runs / _name(task, variant, s) / "sets_eval.json" for s in seeds]
+        evals = [json.loads(f.read_text())["results"]["policy"] for f in found if f.is_file()]
+        cells = [mean_std([e[level]["success_rate"] for e in evals], 2) for level in SETS]
+        lines.append(f"| {variant} | {' | '.join(cells)} | {len(evals)} |")
+    return [*lines, ""]
+
+
+def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, title: str, baseline: float,
+          ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,7 +260,7 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
         plot_band(ax, runs, variant)
     ax.axhline(baseline, color="k", linestyle="--", label="baseline alone")
     ax.set_xlabel("env steps")
-    ax.set_ylabel("return")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -143,11 +268,25 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
     plt.close(fig)
 
 
+REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_rate", "eval/learner_success_rate")
+"""the metric rows the report reads (``--keep``)"""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.transfer", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
                       "pendulum", (100_000, "training budget per run (default 100000)"),
                       "learner-alone evaluations", 20, "runs/bench-transfer")
-    return run_matrix("rlctl.bench.transfer", p, argv, list(TASKS), list(VARIANTS), train_matrix, report, min_steps=1)
+    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
+                                                 "with --report-only --runs-dir DIR)")
+
+    def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
+        if args.keep:
+            keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds],
+                      Path(args.runs_dir), Path(args.keep), REPORT_TAGS,
+                      ("final_eval.json", "sets_eval.json", "config.yaml"))
+
+    return run_matrix("rlctl.bench.transfer", p, argv, list(TASKS), list(VARIANTS), train_matrix, report, min_steps=1,
+                      after=keep)
 
 
 if __name__ == "__main__":  # pragma: no cover

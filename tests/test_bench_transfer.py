@@ -1,0 +1,49 @@
+"""``python -m rlctl.bench.transfer``: the agency-transfer page, and the time to goal that its success tables use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rlctl.bench import transfer
+from rlctl.evaluate import time_to_goal
+
+pytest.importorskip("pybullet")
+
+
+def test_time_to_goal_is_the_envs_own_or_the_successful_episodes_length_at_its_control_rate() -> None:
+    quad, arm, bare = (SimpleNamespace(unwrapped=SimpleNamespace(ctrl_hz=hz)) for hz in (48, 24, None))
+    assert time_to_goal(quad, {"is_success": True, "time_to_goal": 3.5}, 480) == 3.5  # flies on after its goal
+    assert time_to_goal(arm, {"is_success": True}, 36) == 1.5  # ends at its goal
+    assert time_to_goal(arm, {"is_success": False}, 240) is None
+    assert time_to_goal(bare, {"is_success": True}, 10) is None  # no rate to convert with
+
+
+def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp_path: Path) -> None:
+    runs, out, kept = tmp_path / "runs", tmp_path / "out", tmp_path / "kept"
+    args = ["--tasks", "push,waypoint", "--variants", "ppo,jsrl", "--seeds", "1", "--steps", "4096", "--eval-every",
+            "1024", "--episodes", "1", "--jobs", "1"]
+    assert transfer.main([*args, "--runs-dir", str(runs), "--out", str(out), "--keep", str(kept)]) == 0
+    page = (out / "agency-transfer.md").read_text()
+    # what --keep copies (a few KB per run) rebuilds the same tables
+    assert transfer.main([*args, "--runs-dir", str(kept), "--out", str(tmp_path / "again"), "--report-only"]) == 0
+    tables = [line for line in page.splitlines() if line.startswith("| ")]
+    assert tables == [line for line in (tmp_path / "again" / "agency-transfer.md").read_text().splitlines()
+                      if line.startswith("| ")]
+    push = page[page.index("## push"):page.index("## waypoint")]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in push.splitlines() if line.startswith("| ")}
+    assert float(rows["baseline alone"][1]) == 1.0 and float(rows["baseline alone"][3]) > 0  # success, time to goal
+    # the scripted push controller acts at the start of every jsrl episode: the mixture reaches the goal early on,
+    # where plain PPO, at the same 4096 steps, does not
+    assert float(rows["jsrl"][4]) > float(rows["ppo"][4]) == 0.0
+    assert (out / "agency-transfer_push_success.png").stat().st_size > 5_000
+    waypoint = page[page.index("## waypoint"):]
+    sets = waypoint[waypoint.index("On the sim-to-real sets"):].splitlines()
+    assert sets[2] == "| variant | randomized | held-out | seeds |"
+    assert [line.split(" | ")[0] for line in sets[4:7]] == ["| baseline alone", "| ppo", "| jsrl"]
+    assert (runs / "waypoint__jsrl__s101" / "sets_eval.json").is_file()
+    # jsrl's 10-second waypoint episodes, the PID flying their start, all end after the transfer phase: dashes,
+    # not a crash
+    assert any(line.startswith("| jsrl | ") and "| — | — | — |" in line for line in waypoint.splitlines())
