@@ -126,3 +126,16 @@ def test_randomization_ramp_rises_linearly_from_its_start_and_then_holds_full_st
                                                            "env.randomization_start=0.2"])[0].env
     assert [env.strength(p) for p in (0.0, 0.25, 0.5, 0.9)] == pytest.approx([0.2, 0.6, 1.0, 1.0])
     assert resolve_config("rlctl/QuadHover-v0")[0].env.strength(0.0) == 1.0  # no ramp: full throughout
+
+
+def test_every_config_key_is_named_in_the_readme() -> None:
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from rlctl.config import Config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    keys = [f"{section.name}.{key.name}" for section in dataclasses.fields(Config)
+            for key in dataclasses.fields(getattr(Config(), section.name))]
+    assert [k for k in keys if not re.search(rf"`{re.escape(k)}\b", readme)] == []
