@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections.abc import Iterable
@@ -344,7 +345,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             rates = {lv: [e[lv]["success_rate"] for e in evals] for lv in EVAL_SETS}
             gaps = [e[lv2]["success_rate"] / e[lv1]["success_rate"]
                     for e in evals for lv1, lv2 in [("nominal", "held-out")] if e[lv1]["success_rate"] > 0]
-            times = [e["nominal"]["mean_time_to_goal_s"] for e in evals]
+            times = [t for e in evals if math.isfinite(t := e["nominal"]["mean_time_to_goal_s"])]  # successes only
             fail_total: dict[str, int] = {}
             for e in evals:
                 for k, v in e["held-out"]["failures"].items():
@@ -355,7 +356,7 @@ def report(out: Path, summaries: Path, runs: Path, args: argparse.Namespace) -> 
             lines.append(f"| {_label(train_set)} | {TRAINED_ON[_split_row(train_set)[0]]} | "
                          f"{len(evals)} ({span(seeds_of[train_set])}){mark} | {_cell(rates['nominal'])} | "
                          f"{_cell(rates['randomized'])} | {_cell(rates['held-out'])} | {_cell(gaps)}{interval} | "
-                         f"{statistics.mean(times):.2f} | {fails} |")
+                         f"{f'{statistics.mean(times):.2f}' if times else '—'} | {fails} |")
         lines += ["", "Episodes without a crash (any failure but the time limit), same episodes:", "",
                   "| controller | trained on | nominal | randomized | held-out |", "|---|---|---:|---:|---:|",
                   f"| PID (nominal gains) | — | {' | '.join(f'{_no_crash(pid[lv]):.2f}' for lv in EVAL_SETS)} |"]
@@ -401,7 +402,8 @@ def _matrix_summary(summaries: Path) -> list[str]:
     for path in sorted(summaries.glob("*.train.json")):
         task, train_set, _ = path.name.removesuffix(".train.json").split("__")
         groups.setdefault((task, train_set), []).append(int(json.loads(path.read_text()).get("steps", 0)))
-    return [f"{task}{_kind(ts)} trained on {TRAINED_ON[_split_row(ts)[0]]}: {len(steps)} seeds × {max(steps):,} steps"
+    return [f"{task}{_kind(ts)} trained on {TRAINED_ON[_split_row(ts)[0]]}: {len(steps)} "
+            f"seed{'s' * (len(steps) > 1)} × {max(steps):,} steps"
             for (task, ts), steps in groups.items()]
 
 
