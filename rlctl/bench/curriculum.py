@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -154,15 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.curriculum", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
                       ",".join(TASKS), (0, f"training budget per run (default: the task's, {budgets})"),
                       "evaluations from the env's own starts", 50, "runs/bench-curriculum")
-    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
-                                                 "with --report-only --runs-dir DIR)")
-
-    def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
-        if args.keep:
-            _keep(tasks, variants, seeds, Path(args.runs_dir), Path(args.keep))
-
     return run_matrix("rlctl.bench.curriculum", p, argv, list(TASKS), list(VARIANTS), train_matrix, report,
-                      after=keep)
+                      keep=_keep)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,8 @@ def matrix_parser(prog: str, description: str, tasks: list[str], variants: list[
     p.add_argument("--runs-dir", default=runs_dir, help="where the training runs go")
     p.add_argument("--out", default="results", help="output directory (default results/)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
+                                                 "with --report-only --runs-dir DIR)")
     return p
 
 
@@ -51,9 +53,9 @@ def parse_matrix(args: argparse.Namespace, tasks: list[str], variants: list[str]
 
 def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | None, tasks: list[str],
                variants: list[str], train_matrix: Callable[..., None], report: Callable[..., None],
-               min_steps: int = 0, after: Callable[..., None] | None = None) -> int:
-    """An experiment script's ``main``: parse, train what is missing (``train_matrix``), write the report; then
-    ``after(args, tasks, variants, seeds)`` if given."""
+               min_steps: int = 0, keep: Callable[..., None] | None = None) -> int:
+    """An experiment script's ``main``: parse, train what is missing (``train_matrix``), write the report; then,
+    with ``--keep DIR``, ``keep(tasks, variants, seeds, runs, DIR)`` (the script's call of :func:`keep_runs`)."""
     from rlctl.bench.seeds import table_seeds
 
     args = parser.parse_args(argv)
@@ -65,8 +67,8 @@ def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | N
         train_matrix(*chosen, seeds, args.steps, args.eval_every, args.episodes, args.jobs, runs)
     out.mkdir(parents=True, exist_ok=True)
     report(*chosen, seeds, args.episodes, runs, out, matrix_command(module, args))
-    if after is not None:
-        after(args, *chosen, seeds)
+    if keep is not None and args.keep:
+        keep(*chosen, seeds, runs, Path(args.keep))
     return 0
 
 

@@ -164,21 +164,19 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
     plt.close(fig)
 
 
+def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
+    for task in tasks:  # each task's own curve: the one its report reads
+        names = [_name(task, variant, seed) for variant in variants for seed in seeds]
+        keep_runs(names, runs, dest, (CURVES[TASKS[task][3]],))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.recurrent", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
                       ",".join(TASKS), (0, "training budget per run (default: the task's, "
                                           + ", ".join(f"{t} {spec[1]}" for t, spec in TASKS.items()) + ")"),
                       "unused (no periodic evaluation)", 100, "runs/bench-recurrent")
-    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
-                                                 "with --report-only --runs-dir DIR)")
-
-    def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
-        for task in tasks if args.keep else []:  # each task's own curve: the one its report reads
-            names = [_name(task, variant, seed) for variant in variants for seed in seeds]
-            keep_runs(names, Path(args.runs_dir), Path(args.keep), (CURVES[TASKS[task][3]],))
-
     return run_matrix("rlctl.bench.recurrent", p, argv, list(TASKS), list(VARIANTS), train_matrix, report,
-                      after=keep)
+                      keep=_keep)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -272,21 +272,17 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 """the metric rows the report reads (``--keep``)"""
 
 
+def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
+    keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
+              REPORT_TAGS, ("final_eval.json", "sets_eval.json", "config.yaml"))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.transfer", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
                       "pendulum", (100_000, "training budget per run (default 100000)"),
                       "learner-alone evaluations", 20, "runs/bench-transfer")
-    p.add_argument("--keep", metavar="DIR", help="also copy what the report reads into DIR (committable; rebuild "
-                                                 "with --report-only --runs-dir DIR)")
-
-    def keep(args: Any, tasks: list[str], variants: list[str], seeds: list[int]) -> None:
-        if args.keep:
-            keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds],
-                      Path(args.runs_dir), Path(args.keep), REPORT_TAGS,
-                      ("final_eval.json", "sets_eval.json", "config.yaml"))
-
     return run_matrix("rlctl.bench.transfer", p, argv, list(TASKS), list(VARIANTS), train_matrix, report, min_steps=1,
-                      after=keep)
+                      keep=_keep)
 
 
 if __name__ == "__main__":  # pragma: no cover
