@@ -112,15 +112,24 @@ def time_to_goal(env: Any, info: dict[str, Any], length: int) -> float | None:
     return length / float(rate) if rate else None
 
 
+def goal_summary(record: dict[str, list[Any]]) -> dict[str, Any]:
+    """What :func:`play_episode` recorded about the goal, over its episodes: each one's ``successes``, their
+    ``success_rate`` and the ``mean_time_to_goal_s`` of those that succeeded; only the keys the env gives data for
+    (none for envs without ``info["is_success"]``)."""
+    successes = [s for s in record.get("success", []) if s is not None]
+    times = [t for t in record.get("time_to_goal", []) if t is not None]
+    return {**({"successes": successes, "success_rate": float(np.mean(successes))} if successes else {}),
+            **({"mean_time_to_goal_s": float(np.mean(times))} if times else {})}
+
+
 def evaluate_policy(
     agent: Policy, adapter: SpaceAdapter, cfg: Config, episodes: int, deterministic: bool, seed: int,
     reward_fn: RewardFn | None = None,
 ) -> dict[str, Any]:
     """Run ``episodes`` full episodes (episode i reset with ``seed + i``, Atari games through every
     life, see :func:`play_episode`); raw returns, not scaled. With the run's ``reward_fn`` the shaped
-    returns are reported too (``mean_shaped_return``), and for envs that report ``info["is_success"]`` each
-    episode's ``successes``, their ``success_rate`` and the ``mean_time_to_goal_s`` of those that succeeded
-    (:func:`time_to_goal`)."""
+    returns are reported too (``mean_shaped_return``), and for envs that report ``info["is_success"]`` the
+    :func:`goal_summary`."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
     if reward_fn is not None:
         env = RewardHook(env, reward_fn)
@@ -135,8 +144,6 @@ def evaluate_policy(
             lengths.append(length)
     finally:
         env.close()
-    successes = [s for s in record.get("success", []) if s is not None]
-    times = [t for t in record.get("time_to_goal", []) if t is not None]
     return {
         "env": cfg.env.id,
         "episodes": episodes,
@@ -149,8 +156,7 @@ def evaluate_policy(
         "lengths": lengths,
         **({"mean_shaped_return": float(np.mean(record["shaped"])), "shaped_returns": record["shaped"]}
            if reward_fn else {}),
-        **({"successes": successes, "success_rate": float(np.mean(successes))} if successes else {}),
-        **({"mean_time_to_goal_s": float(np.mean(times))} if times else {}),
+        **goal_summary(record),
     }
 
 

@@ -91,7 +91,7 @@ def baseline_alone(task: str, episodes: int, seed: int) -> dict[str, Any]:
     """The controller alone on the episodes a run's final evaluation plays (seed + 10000 + i)."""
     from rlctl.envs.controllers import make_controller
     from rlctl.envs.make import make_env
-    from rlctl.evaluate import play_episode
+    from rlctl.evaluate import goal_summary, play_episode
 
     env_id, spec = TASKS[task]
     env = make_env(env_id)
@@ -101,11 +101,7 @@ def baseline_alone(task: str, episodes: int, seed: int) -> dict[str, Any]:
         controller.reset()
         returns.append(play_episode(env, controller.act, seed + EVAL_SEED + i, record=record)[0])
     env.close()
-    successes = [s for s in record.get("success", []) if s is not None]
-    times = [t for t in record.get("time_to_goal", []) if t is not None]
-    return {"returns": returns, "successes": successes,
-            "success_rate": float(np.mean(successes)) if successes else None,
-            "mean_time_to_goal_s": float(np.mean(times)) if times else None}
+    return {"returns": returns, **goal_summary(record)}
 
 
 def _baseline_on_sets(task: str, episodes: int, seeds: list[int]) -> dict[str, list[dict[str, Any]]]:
@@ -126,10 +122,8 @@ class _Seeds:
     """One variant's finished runs of one task, and what the tables read from them."""
 
     def __init__(self, runs: Path, task: str, variant: str, seeds: list[int]) -> None:
-        self.dirs = [runs / _name(task, variant, s) for s in seeds if (runs / _name(task, variant, s) /
-                                                                       "final_eval.json").is_file()]
+        self.dirs = [run for s in seeds if ((run := runs / _name(task, variant, s)) / "final_eval.json").is_file()]
         self.finals = [json.loads((d / "final_eval.json").read_text()) for d in self.dirs]
-        self.variant = variant
 
     def phase(self, tag: str, before: bool) -> list[float]:
         """Per seed, the mean of ``tag``'s rows up to the end of the transfer phase (``before``) or of the last
@@ -176,7 +170,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
         env_id, baseline = TASKS[task]
         alone = [baseline_alone(task, episodes, seed) for seed in seeds]
         base_returns = [statistics.mean(a["returns"]) for a in alone]
-        base_success = [a["success_rate"] for a in alone if a["success_rate"] is not None]
+        base_success = [a["success_rate"] for a in alone if "success_rate" in a]
         goal = bool(base_success)
         lines += [f"## {task}: {env_id}, baseline `{baseline}`", ""]
         if goal:
@@ -188,7 +182,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                       "| variant | learner alone: success | return | time to goal (s) | mixture, transfer phase: "
                       "success | lowest | return | last 20, training: return | seeds |",
                       "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-            times = [a["mean_time_to_goal_s"] for a in alone if a["mean_time_to_goal_s"] is not None]
+            times = [a["mean_time_to_goal_s"] for a in alone if "mean_time_to_goal_s" in a]
             lines.append(f"| baseline alone | {mean_std(base_success, 2)} | {mean_std(base_returns, 1)} | "
                          f"{mean_std(times, 2)} | — | — | — | — | {len(seeds)} |")
         else:
