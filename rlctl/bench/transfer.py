@@ -14,6 +14,7 @@ and ``sets_eval.json``. Seeds are table seeds (101, …,
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
@@ -64,11 +65,8 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
                for task in tasks for variant in variants for seed in seeds
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
-    for task in tasks:
-        if task in SETS_TASKS:
-            for variant in variants:
-                for seed in seeds:
-                    evaluate_on_sets(runs / _name(task, variant, seed), task, episodes)
+    for task, variant, seed in itertools.product([t for t in tasks if t in SETS_TASKS], variants, seeds):
+        evaluate_on_sets(runs / _name(task, variant, seed), task, episodes)
 
 
 def evaluate_on_sets(run: Path, task: str, episodes: int) -> None:
