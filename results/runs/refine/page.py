@@ -1,7 +1,10 @@
 """The reward-refinement page's numbers and plot, from compact copies of the refine directories.
 
     python results/runs/refine/page.py collect /tmp/rf/exp/hover_s1 ...   # refine dirs -> hover_sN.json here
-    python results/runs/refine/page.py report                             # tables on stdout + the PNG
+    python results/runs/refine/page.py report hover                       # tables on stdout + the PNG
+
+``report TASK`` reads ``TASK_s*.json`` (the refine directories' names) and writes
+``results/reward-refinement-TASK.png``.
 
 ``collect`` keeps, per refine: the settings, every candidate's genome, fitness key (success, survival,
 closeness), steps and wall time, and every final run's evaluation summary; nothing is trained.
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-PNG = HERE.parents[1] / "reward-refinement.png"
+KEY = ("success rate", "episode survival", "closeness")
 
 
 def collect(dirs: list[str]) -> None:
@@ -56,10 +59,14 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "-"
 
 
-def report() -> None:
-    runs = [json.loads(p.read_text()) for p in sorted(HERE.glob("hover_s*.json"))]
-    print("| refine seed | round 1 best (success, survival, closeness) | round 2 best | winner |")
-    print("|---:|---|---|---|")
+def report(task: str) -> None:
+    runs = [json.loads(p.read_text()) for p in sorted(HERE.glob(f"{task}_s*.json"))]
+    if not runs:
+        sys.exit(f"page.py: no {task}_s*.json in {HERE}")
+    n_rounds = max(len(run["rounds"]) for run in runs)
+    print("| refine seed | " + " | ".join(f"round {i + 1} best (success, survival, closeness)" for i in
+                                          range(n_rounds)) + " | winner |")
+    print("|---:|" + "---|" * (n_rounds + 1))
     for run in runs:
         cells = []
         for rnd in run["rounds"]:
@@ -81,30 +88,33 @@ def report() -> None:
         t = table[name]
         print(f"| {name} | {_ms(t['success_rate'])} | {_ms(t['survival'])} | {_ms(t['closeness'])} | "
               f"{len(rows)} | {np.mean(t['wall_s']):.0f} |")
-    _plot(runs, table)
+    _plot(task, runs, table)
 
 
-def _plot(runs: list[dict[str, Any]], table: dict[str, dict[str, list[float]]]) -> None:
+def _plot(task: str, runs: list[dict[str, Any]], table: dict[str, dict[str, list[float]]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # selection on success when any candidate succeeded, else on its first tie-break
+    keys = [c["key"] for run in runs for rnd in run["rounds"] for c in rnd["candidates"] if c["key"] is not None]
+    k = 0 if any(key[0] > 0 for key in keys) else 1
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     for run in runs:
         xs, ys, best = [], [], -1.0
         for rnd in run["rounds"]:
             for c in rnd["candidates"]:
                 if c["key"] is not None:
-                    a.scatter(rnd["round"], c["key"][1], color="0.7", s=14)
-                    best = max(best, c["key"][1])
+                    a.scatter(rnd["round"], c["key"][k], color="0.7", s=14)
+                    best = max(best, c["key"][k])
             xs.append(rnd["round"])
             ys.append(best)
         a.plot(xs, ys, marker="o", label=f"refine seed {run['spec']['seed']}: best so far")
     a.set_xlabel("round")
-    a.set_ylabel("episode survival (fraction of 10 s)")
+    a.set_ylabel(KEY[k] + (" (fraction of the episode)" if k == 1 else ""))
     a.set_title("selection (one training per candidate)")
-    a.set_xticks([1, 2])
+    a.set_xticks(range(1, max(len(run["rounds"]) for run in runs) + 1))
     a.legend(fontsize=8)
     labels = list(table)
     for i, key in enumerate(("success_rate", "survival")):
@@ -114,16 +124,20 @@ def _plot(runs: list[dict[str, Any]], table: dict[str, dict[str, list[float]]]) 
               label="success rate" if i == 0 else "episode survival")
     b.set_xticks(range(len(labels)), ["initial (all terms, weight 1)", "ES winner", "hand-written"], fontsize=8)
     b.set_ylim(0, 1.05)
-    b.set_title("final: retrained on fresh seeds (mean ± sample std, n = 3)", fontsize=10)
+    b.set_title(f"final: retrained on fresh seeds (mean ± sample std, n = {len(runs)})", fontsize=10)
     b.legend(fontsize=8)
-    fig.suptitle("rlctl refine --llm none on rlctl/QuadHover-v0, 100k steps per training")
+    spec = runs[0]["spec"]
+    fig.suptitle(f"rlctl refine --llm {spec['llm']} on {spec['env_id']}, {spec['steps']:,} steps per training")
     fig.tight_layout()
-    fig.savefig(PNG, dpi=110)
-    print(f"wrote {PNG}")
+    png = HERE.parents[1] / f"reward-refinement-{task}.png"
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "collect":
         collect(sys.argv[2:])
+    elif sys.argv[1] == "report" and len(sys.argv) == 3:
+        report(sys.argv[2])
     else:
-        report()
+        sys.exit(__doc__)
