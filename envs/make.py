@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode
 from rlctl.envs.demo_start import StartSettings, with_demo_starts
 from rlctl.envs.errors import EnvError
 from rlctl.envs.ids import SIMULATOR_EXTRAS, check_env_id
-from rlctl.envs.reward import RewardFn, RewardHook
+from rlctl.envs.reward import BatchedReward, BatchedRewardHook, RewardFn, RewardHook
 from rlctl.envs.snapshot import Snapshot
 
 _seen_mujoco_warnings: set[str] = set()
@@ -44,17 +44,20 @@ def env_factory(
     render_mode: str | None = None,
     reward_fn: RewardFn | None = None,
     starts: StartSettings | None = None,
+    deferred_reward: bool = False,
 ) -> Callable[[], gym.Env]:
     """A picklable thunk that builds one env: gymnasium.make + demo starts + reward hook + snapshot support.
 
-    Demo starts sit right on ``make_env``'s env: a demo's snapshots are of that chain (``rlctl demo record``)."""
+    Demo starts sit right on ``make_env``'s env: a demo's snapshots are of that chain (``rlctl demo record``).
+    ``deferred_reward``: the hook only packs each transition, for a :class:`BatchedRewardHook` around the
+    vector env."""
 
     def thunk() -> gym.Env:
         env = make_env(env_id, kwargs, max_episode_steps, render_mode)
         if starts is not None and starts.demos:
             env = with_demo_starts(env, starts, env_id, kwargs, max_episode_steps)
         if reward_fn is not None:
-            env = RewardHook(env, reward_fn)
+            env = RewardHook(env, reward_fn, deferred=deferred_reward)
         return Snapshot(env)
 
     return thunk
@@ -112,7 +115,8 @@ def make_vector_env(
     final observation in ``info["final_obs"]`` — what the learner needs to bootstrap at time limits
     without a dead transition per episode (gymnasium's default NEXT_STEP mode inserts one).
     ``vectorization="envpool"`` steps ``ALE/*`` games with EnvPool instead (:mod:`rlctl.envs.atari.envpool`).
-    ``starts`` starts episodes from demonstration states (:mod:`rlctl.envs.demo_start`).
+    ``starts`` starts episodes from demonstration states (:mod:`rlctl.envs.demo_start`). A ``reward_fn`` that
+    is a :class:`~rlctl.envs.reward.BatchedReward` is computed once per vector step for all sub-envs.
     """
     if vectorization == "envpool":
         if reward_fn is not None:
@@ -124,7 +128,9 @@ def make_vector_env(
         return EnvPoolAtari(env_id, num_envs, kwargs, max_episode_steps)
     if vectorization == "async":  # fail fast here with a clear error, not inside a subprocess
         make_env(env_id, kwargs, max_episode_steps).close()
-    fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn, starts=starts) for _ in range(num_envs)]
+    batched = isinstance(reward_fn, BatchedReward)
+    fns = [env_factory(env_id, kwargs, max_episode_steps, reward_fn=reward_fn, starts=starts, deferred_reward=batched)
+           for _ in range(num_envs)]
     mode = AutoresetMode.SAME_STEP
     if vectorization == "sync":
         envs: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
@@ -134,4 +140,6 @@ def make_vector_env(
         raise EnvError(f"vectorization must be 'sync', 'async' or 'envpool', got {vectorization!r}")
     if envs.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:  # asserted once, here
         raise EnvError(f"vector env reports autoreset mode {envs.metadata.get('autoreset_mode')}, need SAME_STEP")
+    if batched:
+        envs = BatchedRewardHook(envs, cast(BatchedReward, reward_fn))
     return envs

@@ -2,10 +2,11 @@
 
 :func:`validate` is what happens to every candidate before it may train: the static checks, then the program
 in its sandbox on the recorded states (one batch, twice: outputs finite, one per transition, within range,
-deterministic, and the same for a transition alone as inside the batch, since training calls it one step at
-a time). :class:`SandboxedReward` is the reward hook (``fn(obs, action, next_obs, env_reward, info, ...)``)
-that the trainer's :class:`rlctl.envs.reward.RewardHook` calls; each call packs the step into one row and sends
-it to the program's sandbox process.
+deterministic, and the same for a transition alone as inside the batch, since training batches whatever
+transitions a vector step has). :class:`SandboxedReward` is the reward hook: a
+:class:`rlctl.envs.reward.BatchedReward`, so a training vector env packs each sub-env's step into a row and
+sends the step's rows to the program's sandbox process in one call; called as
+``fn(obs, action, next_obs, env_reward, info, ...)`` (a single env) it sends one row.
 """
 
 from __future__ import annotations
@@ -82,12 +83,19 @@ class SandboxedReward:
 
     def __call__(self, obs: Any, action: Any, next_obs: Any, env_reward: float, info: dict[str, Any],
                  terminated: bool = False, truncated: bool = False) -> tuple[float, dict[str, float]]:
+        total, comps = self.batch(self.pack(obs, action, next_obs, env_reward, info, terminated, truncated)[None])
+        return float(total[0]), {k: float(v[0]) for k, v in comps.items()}
+
+    def pack(self, obs: Any, action: Any, next_obs: Any, env_reward: float, info: dict[str, Any],
+             terminated: bool, truncated: bool) -> np.ndarray:
+        return self.schema.pack(obs, action, next_obs, env_reward, info, terminated, truncated)
+
+    def batch(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rewards and components of ``rows [n, row_size]``, one round trip to the sandbox process."""
         if self._box is None:
             self._box = Sandbox(self.source, self.schema.layout(), self.params, self.schema.row_size, self.limits,
                                 self.log_path).start()
-        row = self.schema.pack(obs, action, next_obs, env_reward, info, terminated, truncated)
-        total, comps = self._box.call(row[None])
-        return float(total[0]), {k: float(v[0]) for k, v in comps.items()}
+        return self._box.call(rows)
 
     @property
     def calls(self) -> int:

@@ -1,9 +1,11 @@
 """What the sandbox costs per reward call: ``python -m rlctl.refine.overhead [--out FILE.json]``.
 
-The hover task's hand-written reward, written as a program, is called on recorded hover states four ways:
-in-process with no isolation (what the program itself costs), in the sandbox one step per call (how
-training calls it), in the sandbox 64 steps per call (how the dry run calls it), and through the reward hook
-(packing the step's variables too). Next to them, one step of the env itself, for scale. The ways are
+The hover task's hand-written reward, written as a program, is called on recorded hover states five ways:
+in-process with no isolation (what the program itself costs), in the sandbox one step per call, in the
+sandbox 64 steps per call (how the dry run calls it), and through the reward hook (packing the step's
+variables too), one step per call (a single env: evaluation, ``rlctl enjoy``) or the 8 steps of one vector step
+of the preset's 8 envs per call (how training calls it, :class:`rlctl.envs.reward.BatchedRewardHook`). Next to
+them, one step of the env itself, for scale. The ways are
 interleaved and repeated, and the median repeat is reported, so load that comes and goes on a shared machine
 hits them alike.
 """
@@ -64,6 +66,9 @@ def measure(calls: int = 4000, repeats: int = 5) -> dict[str, Any]:
         "sandbox call, 1 step": (lambda i: box.call(rows[i % 512][None]), 1),
         "sandbox call, 64 steps": (lambda i: box.call(rows[(i % 8) * 64:(i % 8) * 64 + 64]), 64),
         "reward hook (pack + sandbox call), 1 step": (lambda i: hook(obs, neutral, obs, 0.0, info, False, False), 1),
+        "reward hook, 8 envs' steps per call (training)": (
+            lambda i: hook.batch(np.stack([hook.pack(obs, neutral, obs, 0.0, info, False, False) for _ in range(8)])),
+            8),
         "QuadHover env.step, 1 step (for scale)": (env_step, 1),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
