@@ -56,6 +56,9 @@ DEFAULT_REWARD_WEIGHTS: dict[str, float] = {
 }
 
 
+_sum = np.add.reduce  # ndarray.sum without its Python wrapper (called 10 times per control step)
+
+
 def _rotation(quat: tuple[float, ...]) -> np.ndarray:
     """Rotation matrix (body → world) of a PyBullet ``(x, y, z, w)`` quaternion."""
     x, y, z, w = quat
@@ -209,6 +212,9 @@ class QuadrotorEnv(gym.Env):
         self._plane = -1
         self._obstacles: list[int] = []
         self._alloc_inv = np.linalg.inv(self.nominal.allocation())
+        # the firmware's fixed view of the vehicle, read 5 times per control step by the rate loop
+        self._max_thrust = self.nominal.max_thrust
+        self._inertia = np.asarray(self.nominal.inertia, dtype=np.float64)
         self._reset_episode_vars()
         self._connect()  # here, not at reset: a missing simulator should fail at make time
 
@@ -253,8 +259,8 @@ class QuadrotorEnv(gym.Env):
         return self._obs(), {"params": self.params.to_dict(), "waypoints": self.waypoints.copy()}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(4), -1.0, 1.0)
-        thrust_cmd = None if self.action_mode == "ctbr" else (a + 1.0) * 0.5 * self.nominal.max_thrust
+        a = np.minimum(np.maximum(np.asarray(action, dtype=np.float64).reshape(4), -1.0), 1.0)  # np.clip, faster
+        thrust_cmd = None if self.action_mode == "ctbr" else (a + 1.0) * 0.5 * self._max_thrust
         prev_pos = self.pos
         for _ in range(self.substeps):
             self._physics_step(a, thrust_cmd)
@@ -442,15 +448,16 @@ class QuadrotorEnv(gym.Env):
 
         Like flight firmware, this inner loop only knows the *nominal* vehicle (inertia, geometry).
         """
-        n = self.nominal
-        collective = (a[0] + 1.0) * 0.5 * 4.0 * n.max_thrust
+        collective = (a[0] + 1.0) * 0.5 * 4.0 * self._max_thrust
         error = a[1:] * self.max_body_rate - rates
         # PI, like the Crazyflie firmware's rate controller: the integral cancels a constant torque (uneven
-        # motors, an off-centre mass) that a P-only loop would leave as a steady rotation
-        self.rate_integral = np.clip(self.rate_integral + error / self.physics_hz, -RATE_I_LIMIT, RATE_I_LIMIT)
-        torque = np.asarray(n.inertia) * (RATE_KP * error + RATE_KI * self.rate_integral)
+        # motors, an off-centre mass) that a P-only loop would leave as a steady rotation. (np.minimum/maximum
+        # is np.clip without its Python overhead, which was a tenth of an env step.)
+        self.rate_integral = np.minimum(np.maximum(self.rate_integral + error / self.physics_hz, -RATE_I_LIMIT),
+                                        RATE_I_LIMIT)
+        torque = self._inertia * (RATE_KP * error + RATE_KI * self.rate_integral)
         f = self._alloc_inv @ np.concatenate([[collective], torque])
-        return np.clip(f, 0.0, n.max_thrust)
+        return np.minimum(np.maximum(f, 0.0), self._max_thrust)
 
     def _physics_step(self, a: np.ndarray, thrust_cmd: np.ndarray | None) -> None:
         """One physics step: motor lag, rotor forces and torques, drag, then PyBullet's integrator."""
@@ -472,9 +479,9 @@ class QuadrotorEnv(gym.Env):
         if self.ground_effect and rot[2, 2] > 0:  # only while the rotor wash points at the ground
             h = max(pos[2], 0.5 * PROP_RADIUS)  # clipped: the formula diverges at the ground
             f = f * (1.0 + GROUND_EFFECT_COEFF * (PROP_RADIUS / (4.0 * h)) ** 2)
-        force = np.array([0.0, 0.0, f.sum()])
+        force = np.array([0.0, 0.0, _sum(f)])
         if self._drag is not None:
-            force -= self._drag * (rot.T @ np.asarray(lin)) * self.omega.sum()
+            force -= self._drag * (rot.T @ np.asarray(lin)) * _sum(self.omega)
         torque = np.array([*(self._lever @ f), self._k_yaw @ w2])
         pb.applyExternalForce(body, -1, (rot @ force).tolist(), pos, pb.WORLD_FRAME, physicsClientId=cid)
         pb.applyExternalTorque(body, -1, (rot @ torque).tolist(), pb.WORLD_FRAME, physicsClientId=cid)
