@@ -56,7 +56,11 @@ def collect(dirs: list[str]) -> None:
 
 
 def _ms(values: list[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "-"
+    """mean ± sample std [per refine seed]; a single seed's value alone."""
+    if not values:
+        return "-"
+    per = ", ".join(f"{v:.2f}" for v in values)
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f} [{per}]" if len(values) > 1 else per
 
 
 def report(task: str) -> None:
