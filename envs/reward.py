@@ -35,6 +35,14 @@ RewardFn = Callable[..., "tuple[float, dict[str, float]]"]
 ``terminated`` and ``truncated`` keyword arguments (or ``**kwargs``) is given them."""
 
 
+def _require_finite(reward: Any) -> None:
+    """One reward or an array of them; a NaN or inf would poison the returns and the value targets."""
+    finite = np.isfinite(reward)
+    if not finite.all():
+        bad = np.asarray(reward, dtype=np.float64).reshape(-1)[~np.asarray(finite).reshape(-1)][0]
+        raise ValueError(f"reward function returned a non-finite reward {float(bad)!r}")
+
+
 @runtime_checkable
 class BatchedReward(Protocol):
     """A reward computed for many transitions at once: ``pack`` turns one transition into a row (in the env's
@@ -77,8 +85,7 @@ class RewardHook(gym.Wrapper):
             return obs, float(env_reward), terminated, truncated, dict(info, reward_row=row)
         ends = {"terminated": bool(terminated), "truncated": bool(truncated)} if self._sees_ends else {}
         reward, components = self._reward_fn(self._last_obs, action, obs, float(env_reward), info, **ends)
-        if not np.isfinite(reward):
-            raise ValueError(f"reward function returned a non-finite reward {reward!r}")
+        _require_finite(reward)
         info = dict(info, env_reward=float(env_reward), reward_components=dict(components))
         self._last_obs = obs
         return obs, float(reward), terminated, truncated, info
@@ -117,9 +124,7 @@ class BatchedRewardHook(gym.vector.VectorWrapper):
             raise RuntimeError("a sub-env stepped without packing its transition: is its RewardHook deferred?")
         total, components = self._reward_fn.batch(np.stack(rows))
         total = np.asarray(total, dtype=np.float64).reshape(n)
-        if not np.isfinite(total).all():
-            bad = total[~np.isfinite(total)][0]
-            raise ValueError(f"reward function returned a non-finite reward {bad!r}")
+        _require_finite(total)
         for source in sources:
             mask = np.asarray(source.pop("_reward_row"), dtype=bool)
             del source["reward_row"]

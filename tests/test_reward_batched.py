@@ -96,3 +96,13 @@ def test_the_batched_env_passes_attribute_access_through_for_snapshots() -> None
     finally:
         envs.close()
         hook.close()
+
+
+def test_a_non_finite_reward_stops_the_step_with_its_value() -> None:
+    from rlctl.envs.reward import RewardHook
+
+    env = RewardHook(gym.make("CartPole-v1"), lambda *args, **kwargs: (float("nan"), {}))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="non-finite reward nan"):
+        env.step(0)
+    env.close()
