@@ -15,7 +15,7 @@ from rlctl.agents.policies import Policy
 from rlctl.agents.policy import ActorCritic
 from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.checkpoint import load_checkpoint
-from rlctl.config import Config, load_yaml
+from rlctl.config import Config, config_diff, load_yaml
 from rlctl.device import fast_bf16
 from rlctl.envs.make import make_env
 from rlctl.envs.reward import RewardSource
@@ -26,6 +26,10 @@ CHECKPOINT = "checkpoint.pt"
 KEPT = "checkpoints"
 """where ``run.keep_checkpoints`` keeps a copy of each checkpoint, named by its step"""
 CONFIG = "config.yaml"
+FINAL_EVAL = "final_eval.json"
+RESUMES = "resumes.jsonl"
+"""one ``{"step", "time"}`` line per ``--resume`` of the run: its wall time then spans an interruption and work
+done twice, so benchmarks leave it out of timings (:func:`was_resumed`)"""
 
 
 def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Policy:
@@ -66,6 +70,19 @@ def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Pol
         adapter.obs_dim, adapter.action, p.hidden_sizes, p.activation, p.ortho_init, p.log_std_init,
         p.normalize_obs, p.clip_obs, actor_obs_dim=adapter.obs_dim - adapter.critic_only_obs,
     ).to(device)
+
+
+def was_resumed(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was continued from a checkpoint at least once."""
+    return (Path(run_dir) / RESUMES).is_file()
+
+
+def can_resume(run_dir: Path, cfg: Config) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of a run with config ``cfg`` (which ``train(resume=True)`` continues
+    exactly), rather than nothing or a run of another config."""
+    saved = Path(run_dir) / CONFIG
+    return (Path(run_dir) / CHECKPOINT).is_file() and saved.is_file() and not config_diff(load_yaml(saved.read_text()),
+                                                                                          cfg)
 
 
 def load_run_config(run_dir: Path) -> Config:

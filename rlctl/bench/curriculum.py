@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_s
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, str, int]] = {  # env id, demo source, default step budget
@@ -48,25 +48,23 @@ def record_demos(tasks: list[str], variants: list[str], runs: Path) -> None:
                 record_demo(env_id, source, episodes, path, DEMO_SEED, only_successful=True)
 
 
-def _command(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int, runs: Path) -> list[str]:
-    env_id, _, default_steps = TASKS[task]
+def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int, runs: Path) -> list[str]:
+    default_steps = TASKS[task][2]
     sets = [f"run.seed={seed}", f"ppo.total_timesteps={steps or default_steps}", f"run.eval_episodes={episodes}",
             "env.num_envs=8", "ppo.num_steps=256"]
     if VARIANTS[variant]:
         sets += [f"curriculum.demos=[{_demo(runs, task, VARIANTS[variant])}]", f"curriculum.eval_every={eval_every}",
                  "curriculum.eval_episodes=20"]
-    run = runs / _name(task, variant, seed)
-    return [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(run), "--force", "--quiet",
-            *(arg for item in sets for arg in ("--set", item))]
+    return sets
 
 
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
                  episodes: int, jobs: int, runs: Path) -> None:
-    from rlctl.bench.matrix import ClaimedJob, run_claimed
+    from rlctl.bench.matrix import run_claimed, train_job
 
     record_demos(tasks, variants, runs)
-    claimed = [ClaimedJob(name, _command(task, variant, seed, steps, eval_every, episodes, runs),
-                          runs / name / "final_eval.json", runs / f"{name}.lock", runs / f"{name}.log")
+    claimed = [train_job(name, TASKS[task][0], _sets(task, variant, seed, steps, eval_every, episodes, runs),
+                         runs / name, runs / name / "final_eval.json", runs)
                for seed in seeds for task in tasks for variant in variants  # interleaved: comparable wall times
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
@@ -106,9 +104,9 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                 done += 1
                 final = json.loads((run / "final_eval.json").read_text())
                 success.append(final.get("success_rate") or 0.0)
-                plain = runs / _name(task, "ppo", seed)
-                if (plain / "metrics.jsonl").is_file():
-                    ratios.append(wall_s(run) / wall_s(plain))
+                timed = wall_ratio(run, runs / _name(task, "ppo", seed))
+                if timed is not None:
+                    ratios.append(timed)
                 if VARIANTS[variant]:
                     steps, fraction = curve(run, "curriculum/start_fraction")
                     starts.setdefault(variant, []).append((steps, fraction))

@@ -95,12 +95,24 @@ def curve(run: Path, tag: str) -> Curve:
     return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
 
 
-def wall_s(run: Path) -> float:
-    """A run's wall time: from its first to its last ``metrics.jsonl`` row."""
+def wall_s(run: Path) -> float | None:
+    """A run's wall time: from its first to its last ``metrics.jsonl`` row; None for a run resumed after its job
+    was killed (that span holds the interruption and the steps done twice)."""
     from rlctl.logger import read_metrics
+    from rlctl.runs import was_resumed
 
+    if was_resumed(run):
+        return None
     times = [float(r["time"]) for r in read_metrics(run / "metrics.jsonl")]
     return max(times) - min(times)
+
+
+def wall_ratio(run: Path, plain: Path) -> float | None:
+    """``run``'s wall time over ``plain``'s, or None when one has no metrics or was resumed (:func:`wall_s`)."""
+    if not (run / "metrics.jsonl").is_file() or not (plain / "metrics.jsonl").is_file():
+        return None
+    a, b = wall_s(run), wall_s(plain)
+    return a / b if a is not None and b else None
 
 
 def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],

@@ -105,10 +105,12 @@ def settled_mean(samples: list[list[float]]) -> float:
 
 def timing_issue(result: dict[str, Any]) -> str | None:
     """Why a result's wall time and SPS are not comparable (None when they are): no load record (a run from
-    before the bench kept one), or contended under :data:`RULE`."""
+    before the bench kept one), a run resumed after its job was killed, or contended under :data:`RULE`."""
     load = result.get("load")
     if not load or not load.get("samples"):
         return "no load record"
+    if load.get("resumed"):
+        return "resumed from a checkpoint: its wall time is the last part's"
     own, cores = int(load["own_processes"]), int(load["cpu_count"])
     if own > cores:
         return f"{own} own processes on {cores} cores"

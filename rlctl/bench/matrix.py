@@ -1,7 +1,8 @@
 """Resumable benchmark matrices: one process per job, claimed with a lock file, finished once its result exists.
 
 ``bench returns``, ``bench suite`` and ``bench uav`` run their matrices through :func:`run_claimed`, so an
-interrupted matrix resumes, two invocations (or machines sharing the directory) split the remaining work,
+interrupted matrix resumes (a job whose training was killed goes on from its checkpoint where the job says how,
+:func:`resume_training`), two invocations (or machines sharing the directory) split the remaining work,
 and a job whose lock was left by a killed process on this host is claimed again. :func:`prepare_matrix`
 builds the bench-worker jobs and keeps the finished results in step with the current presets. Each job's
 load average is sampled while it runs (:mod:`rlctl.bench.load`): the bench worker records its own, and
@@ -20,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rlctl.config import Config
 
 
 def run_matrix(todo: list[tuple[str, str, int]], preset: str, steps: int, jobs: int, runs: Path,
@@ -84,6 +87,41 @@ class ClaimedJob:
     process exits 0 (to write ``done`` if the process does not)"""
     own_processes: int = 1
     """threads and processes the job keeps busy (:func:`rlctl.bench.load.run_processes`)"""
+    resume: Callable[[], list[str] | None] | None = None
+    """asked when the job starts: the command that continues what a killed process of the job left (its
+    checkpoint), or None to run ``cmd`` from the start (:func:`resume_training`)"""
+
+
+def train_job(name: str, env_id: str, sets: list[str], run_dir: Path, done: Path, meta: Path,
+              on_success: Callable[[float, dict[str, Any]], None] | None = None) -> ClaimedJob:
+    """The job ``rlctl train --env ENV_ID --set …`` into ``run_dir``, finished once ``done`` exists, with its lock
+    and log in ``meta``; a killed one goes on from its checkpoint (:func:`resume_training`)."""
+    from rlctl.bench.load import run_processes
+    from rlctl.resolve import resolve_config
+
+    cfg = resolve_config(env_id, set_items=sets)[0]
+    cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(run_dir), "--force", "--quiet",
+           *(arg for item in sets for arg in ("--set", item))]
+    return ClaimedJob(name, cmd, done, meta / f"{name}.lock", meta / f"{name}.log", on_success,
+                      run_processes(cfg.run.sampler, cfg.run.num_workers, cfg.run.torch_threads),
+                      resume_training(run_dir, cfg))
+
+
+def resume_training(run_dir: Path, cfg: Config) -> Callable[[], list[str] | None]:
+    """:attr:`ClaimedJob.resume` for a job that is one ``rlctl train`` into ``run_dir`` with config ``cfg``.
+
+    A killed job's run goes on from its last checkpoint (``rlctl train --resume``: bit-identical to an
+    uninterrupted run, less than ``run.checkpoint_every`` steps redone) when its saved config is ``cfg``; one
+    trained with another config (the bench changed since) starts over.
+    """
+    def command() -> list[str] | None:
+        from rlctl.runs import can_resume
+
+        if not can_resume(run_dir, cfg):
+            return None
+        return [sys.executable, "-m", "rlctl.cli", "train", "--resume", str(run_dir), "--quiet"]
+
+    return command
 
 
 def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
@@ -95,7 +133,7 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
     from rlctl.bench.load import LoadMonitor
 
     pending = list(jobs)
-    active: list[tuple[subprocess.Popen[bytes], ClaimedJob, float, LoadMonitor]] = []
+    active: list[tuple[subprocess.Popen[bytes], ClaimedJob, float, LoadMonitor, bool]] = []
     while pending or active:
         while pending and len(active) < parallel:
             job = pending.pop(0)
@@ -110,21 +148,23 @@ def run_claimed(jobs: list[ClaimedJob], parallel: int) -> None:
                 os.close(fd)
             except FileExistsError:
                 continue
-            log = open(job.log, "wb")  # noqa: SIM115 - closed with the process
-            print(f"start {job.name}", flush=True)
+            resume = job.resume() if job.resume is not None else None
+            log = open(job.log, "ab" if resume else "wb")  # noqa: SIM115 - closed with the process
+            print(f"resume {job.name} from its checkpoint" if resume else f"start {job.name}", flush=True)
             monitor = LoadMonitor(parallel * job.own_processes).start()
-            active.append((subprocess.Popen(job.cmd, stdout=log, stderr=subprocess.STDOUT), job, time.perf_counter(),
-                           monitor))
+            active.append((subprocess.Popen(resume or job.cmd, stdout=log, stderr=subprocess.STDOUT), job,
+                           time.perf_counter(), monitor, resume is not None))
         time.sleep(2.0)
         for item in list(active):
-            proc, job, t0, monitor = item
+            proc, job, t0, monitor, resumed = item
             if proc.poll() is None:
                 monitor.poll()
                 continue
             active.remove(item)
             job.lock.unlink(missing_ok=True)
             if proc.returncode == 0 and job.on_success is not None:
-                job.on_success(time.perf_counter() - t0, monitor.stop())
+                # a resumed job's wall time covers only its last part: the load record says so (timing_issue)
+                job.on_success(time.perf_counter() - t0, monitor.stop() | ({"resumed": True} if resumed else {}))
             status = "done" if proc.returncode == 0 else f"FAILED (see {job.log})"
             print(f"{status}: {job.name}", flush=True)
 

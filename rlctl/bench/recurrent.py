@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_s
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
 
 TASKS: dict[str, tuple[str, int, list[str], str]] = {  # env id, default step budget, settings, final metric
@@ -47,7 +47,7 @@ def _name(task: str, variant: str, seed: int) -> str:
 
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
                  episodes: int, jobs: int, runs: Path) -> None:
-    from rlctl.bench.matrix import ClaimedJob, run_claimed
+    from rlctl.bench.matrix import run_claimed, train_job
 
     runs.mkdir(parents=True, exist_ok=True)
     claimed = []
@@ -58,10 +58,7 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
                 name = _name(task, variant, seed)
                 sets = [*settings, f"policy.recurrent={'none' if variant == 'mlp' else variant}", f"run.seed={seed}",
                         f"ppo.total_timesteps={steps or default_steps}", f"run.eval_episodes={episodes}"]
-                cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(runs / name),
-                       "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
-                claimed.append(ClaimedJob(name, cmd, runs / name / "final_eval.json", runs / f"{name}.lock",
-                                          runs / f"{name}.log"))
+                claimed.append(train_job(name, env_id, sets, runs / name, runs / name / "final_eval.json", runs))
     run_claimed(claimed, jobs)
 
 
@@ -89,9 +86,9 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                     continue
                 done += 1
                 success.append(json.loads((run / "final_eval.json").read_text()).get(metric) or 0.0)
-                plain = runs / _name(task, "mlp", seed)
-                if (plain / "metrics.jsonl").is_file():
-                    ratios.append(wall_s(run) / wall_s(plain))
+                timed = wall_ratio(run, runs / _name(task, "mlp", seed))
+                if timed is not None:
+                    ratios.append(timed)
                 curves.setdefault(variant, []).append(curve(run, CURVES[metric]))
                 training.append(float(np.mean(curves[variant][-1][1][-100:])))
             if not done:  # a variant this task was not run with

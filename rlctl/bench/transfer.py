@@ -40,14 +40,13 @@ def _name(task: str, variant: str, seed: int) -> str:
     return f"{task}__{variant}__s{seed}"
 
 
-def _command(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int, run: Path) -> list[str]:
-    env_id, baseline = TASKS[task]
+def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int) -> list[str]:
+    baseline = TASKS[task][1]
     sets = [f"run.seed={seed}", f"ppo.total_timesteps={steps}", f"run.eval_episodes={episodes}"]
     if variant != "ppo":
         sets += [f"arbiter.baseline={baseline}", f"arbiter.mode={variant}", f"arbiter.eval_every={eval_every}",
                  "arbiter.eval_episodes=10"]
-    return [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(run), "--force", "--quiet",
-            *(arg for item in sets for arg in ("--set", item))]
+    return sets
 
 
 SETS_TASKS = {"waypoint": "pid"}
@@ -57,11 +56,11 @@ SETS = ["randomized", "held-out"]
 
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
                  episodes: int, jobs: int, runs: Path) -> None:
-    from rlctl.bench.matrix import ClaimedJob, run_claimed
+    from rlctl.bench.matrix import run_claimed, train_job
 
     runs.mkdir(parents=True, exist_ok=True)
-    claimed = [ClaimedJob(name, _command(task, variant, seed, steps, eval_every, episodes, runs / name),
-                          runs / name / "final_eval.json", runs / f"{name}.lock", runs / f"{name}.log")
+    claimed = [train_job(name, TASKS[task][0], _sets(task, variant, seed, steps, eval_every, episodes), runs / name,
+                         runs / name / "final_eval.json", runs)
                for task in tasks for variant in variants for seed in seeds
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -156,10 +155,8 @@ def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
-    from rlctl.bench.load import run_processes
-    from rlctl.bench.matrix import ClaimedJob, run_claimed
+    from rlctl.bench.matrix import run_claimed, train_job
     from rlctl.checkpoint import atomic_write_text
-    from rlctl.resolve import resolve_config
 
     claimed = []
     for task, row, seed in todo:
@@ -175,15 +172,11 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
                             f"({', '.join(changed)}); delete {done} and {done.with_name(name + '.eval.json')} to "
                             "retrain it, or choose another --out")
-        cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", TASKS[task], "--run-dir", str(runs / name),
-               "--force", "--quiet", *(arg for item in sets for arg in ("--set", item))]
 
         def record(wall_s: float, load: dict[str, Any], done: Path = done, budget: int = budget) -> None:
             atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget, "load": load}))
 
-        run = resolve_config(TASKS[task], set_items=sets)[0].run
-        claimed.append(ClaimedJob(name, cmd, done, summaries / f"{name}.lock", summaries / f"{name}.log", record,
-                                  run_processes(run.sampler, run.num_workers, run.torch_threads)))
+        claimed.append(train_job(name, TASKS[task], sets, runs / name, done, summaries, record))
     run_claimed(claimed, jobs)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from rlctl.errors import UserError
 
 # Files a run directory may contain that rlctl itself wrote (removed by --force, nothing else is).
-_RUN_FILES = ("checkpoint.pt", "config.yaml", "metrics.jsonl", "final_eval.json")
+# (Spelled out, not imported from rlctl.runs: the CLI imports torch only when a command needs it.)
+_RUN_FILES = ("checkpoint.pt", "config.yaml", "metrics.jsonl", "final_eval.json", "resumes.jsonl")
 
 
 def safe_name(env_id: str) -> str:

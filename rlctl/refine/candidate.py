@@ -28,6 +28,7 @@ from rlctl.refine.hook import SandboxedReward
 from rlctl.refine.sandbox import Limits
 from rlctl.refine.schema import Schema
 from rlctl.resolve import resolve_config
+from rlctl.runs import can_resume
 from rlctl.sim2real_eval import policy_actor, run_episodes, summarize, without_set
 from rlctl.spaces import adapter_for_env
 from rlctl.train import train
@@ -42,12 +43,14 @@ def run_job(directory: Path) -> dict[str, Any]:
     if job.get("program"):
         reward = SandboxedReward((directory / job["program"]).read_text(), Schema.from_json(job["schema"]),
                                  Limits(**job.get("limits", {})), directory / "sandbox.log")
-    shutil.rmtree(directory / "run", ignore_errors=True)  # an interrupted training starts over
+    resumed = can_resume(directory / "run", cfg)  # a killed candidate goes on from its last checkpoint
+    if not resumed:
+        shutil.rmtree(directory / "run", ignore_errors=True)
     load_start = os.getloadavg()[0]  # wall times on a shared machine mean little without the load beside them
     t0 = time.perf_counter()
     stage = "training"
     try:
-        trained = train(cfg, directory / "run", reward_fn=reward, progress=False)
+        trained = train(cfg, directory / "run", resume=resumed, reward_fn=reward, progress=False)
         train_s = time.perf_counter() - t0
         calls = reward.calls if reward is not None else 0
         stage = "evaluation"
@@ -62,6 +65,7 @@ def run_job(directory: Path) -> dict[str, Any]:
     return {"ok": True, "fitness": ev["fitness"], "key": ev["key"], "eval": ev, "steps": trained.global_step,
             "train_s": round(train_s, 2), "wall_s": round(time.perf_counter() - t0, 2), "sandbox_calls": calls,
             "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),
+            "resumed": resumed,  # then the times and sandbox calls are those of the last part
             "series": series, "series_every": every}
 
 

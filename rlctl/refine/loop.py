@@ -1,7 +1,9 @@
 """The refine loop: rounds of candidates → checks → parallel PPO trainings → fitness → reflection → next prompt.
 
 Everything lands in the refine directory as it happens, and a file that exists is never produced again, so
-running the same command after an interruption (Ctrl-C, a crash, an LLM outage) resumes where it stopped:
+running the same command after an interruption (Ctrl-C, a crash, an LLM outage) resumes where it stopped (a
+candidate killed while training goes on from its last checkpoint; on Ray, where it trained in a node's scratch
+directory, it starts over):
 
     refine.json                 the settings (a resume must match them) and the sandbox's isolation
     schema.json, states.npz     the env's variables, and the recorded states every program is dry-run on
@@ -274,7 +276,7 @@ class Refine:
             while pending or running:
                 while pending and len(running) < self.jobs:
                     cdir = pending.pop(0)
-                    log = open(cdir / "train.log", "wb")  # noqa: SIM115 - closed when the process ends
+                    log = open(cdir / "train.log", "ab")  # noqa: SIM115 - closed when the process ends
                     proc = subprocess.Popen([sys.executable, "-m", "rlctl.refine.candidate", str(cdir)],
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                             env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -286,7 +288,7 @@ class Refine:
                     self.say(f"{label} {cdir.name}: {self._outcome(cdir, proc.returncode, time.perf_counter() - t0)}")
                 time.sleep(0.2)
         finally:
-            for proc, (_, log, _) in running.items():  # interrupted: stop the trainings (they restart on resume)
+            for proc, (_, log, _) in running.items():  # interrupted: stop the trainings (resumed from checkpoints)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -30,7 +30,7 @@ from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.reward import reward_record, run_reward
-from rlctl.runs import CHECKPOINT, CONFIG, KEPT, build_agent
+from rlctl.runs import CHECKPOINT, CONFIG, FINAL_EVAL, KEPT, RESUMES, build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
 from rlctl.train.compile_cache import cache_counts, use_compile_cache
@@ -116,12 +116,24 @@ def train(
                 start_update, global_step, last_log = ckpt["update"], ckpt["global_step"], ckpt["last_log"]
             else:
                 atomic_write_text(run_dir / CONFIG, save_yaml(cfg))
+                (run_dir / RESUMES).unlink(missing_ok=True)  # a new run in the directory of an old one
             if start_update >= cfg.num_updates:
-                print(f"rlctl: {run_dir} already finished ({global_step} steps); nothing to resume", flush=True)
-                return TrainResult(run_dir, global_step, [], None, agent)
+                final_eval = None
+                if cfg.run.eval_episodes > 0 and not (run_dir / FINAL_EVAL).is_file():  # killed while evaluating
+                    print(f"rlctl: {run_dir} finished its {global_step} steps; its final evaluation is missing: "
+                          "running it", flush=True)
+                    _record_resume(run_dir, global_step)
+                    logger = MetricsLogger(run_dir, resume_step=global_step)
+                    final_eval = _final_eval(cfg, agent, adapter, run_dir, logger, global_step, reward_fn)
+                    logger.close()
+                else:
+                    print(f"rlctl: {run_dir} already finished ({global_step} steps); nothing to resume", flush=True)
+                return TrainResult(run_dir, global_step, [], final_eval, agent)
             _announce(cfg, agent, where, why, resume, global_step, run_dir, cache)
             logger = MetricsLogger(run_dir, resume_step=global_step if resume else None)
-            if not resume:
+            if resume:
+                _record_resume(run_dir, global_step)
+            else:
                 logger.text("hyperparameters", hparams_markdown(cfg))
             metrics = UpdateMetrics(logger, cfg, last_log, global_step)
             bar = Progress(cfg.num_updates * cfg.batch_size, global_step, enabled=progress)
@@ -209,6 +221,12 @@ def train(
             sampler.close()
 
 
+def _record_resume(run_dir: Path, step: int) -> None:
+    """One line in ``resumes.jsonl``: the run's wall time now spans an interruption (:func:`rlctl.runs.was_resumed`)."""
+    with open(run_dir / RESUMES, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"step": step, "time": time.time()}) + "\n")
+
+
 def _adapter(cfg: Config) -> SpaceAdapter:
     """The run's spaces, from one env built and closed again; rejects settings its actions cannot take."""
     env = make_env(cfg.env.id, cfg.env.kwargs, cfg.env.max_episode_steps)
@@ -248,7 +266,7 @@ def _final_eval(cfg: Config, agent: Policy, adapter: SpaceAdapter, run_dir: Path
     result = evaluate_policy(agent, adapter, cfg, cfg.run.eval_episodes, deterministic=True, seed=cfg.run.seed + 10_000,
                              reward_fn=reward_fn)
     logger.scalar("eval/episodic_return", result["mean_return"], global_step)
-    atomic_write_text(run_dir / "final_eval.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / FINAL_EVAL, json.dumps(result, indent=2))
     print(f"final deterministic eval over {result['episodes']} episodes: "
           f"{result['mean_return']:.1f} ± {result['std_return']:.1f}", flush=True)
     return result
