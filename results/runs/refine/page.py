@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ def report(task: str) -> None:
         print(f"| {run['spec']['seed']} | {' | '.join(cells)} | round {b['round']} cand {b['index']} |")
     print()
     names = ["initial", "best", "env"]
-    print("| reward | success rate | episode survival | closeness | final runs | wall s per run |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| reward | success rate | episode survival | closeness | how the episodes ended | median final distance, "
+          "m | final runs | wall s per run |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
     table: dict[str, dict[str, list[float]]] = {}
     for name in names:
         rows = [r for run in runs for r in run["final"].get(name, []) if r["ok"]]
@@ -90,12 +92,19 @@ def report(task: str) -> None:
             rows += [r for run in runs if "initial" not in run["final"] for r in run["final"].get("best", [])]
         table[name] = {k: [r[k] for r in rows] for k in ("success_rate", "survival", "closeness", "wall_s")}
         t = table[name]
+        ended: Counter[str] = Counter()
+        for r in rows:  # the eval's failure reasons count the episodes that did not succeed
+            ended.update(r["failures"] or {})
+            ended["success"] += round(r["success_rate"] * r["episodes"])
+        dist = ", ".join("-" if r["median_final_distance"] is None else f"{r['median_final_distance']:.2f}"
+                         for r in rows)
         print(f"| {name} | {_ms(t['success_rate'])} | {_ms(t['survival'])} | {_ms(t['closeness'])} | "
-              f"{len(rows)} | {np.mean(t['wall_s']):.0f} |")
-    _plot(task, runs, table)
+              f"{', '.join(f'{k} {v}' for k, v in sorted(ended.items()) if v)} | [{dist}] | {len(rows)} | "
+              f"{np.mean(t['wall_s']):.0f} |")
+    _plot(task, runs, table, n_rounds)
 
 
-def _plot(task: str, runs: list[dict[str, Any]], table: dict[str, dict[str, list[float]]]) -> None:
+def _plot(task: str, runs: list[dict[str, Any]], table: dict[str, dict[str, list[float]]], n_rounds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +127,7 @@ def _plot(task: str, runs: list[dict[str, Any]], table: dict[str, dict[str, list
     a.set_xlabel("round")
     a.set_ylabel(KEY[k] + (" (fraction of the episode)" if k == 1 else ""))
     a.set_title("selection (one training per candidate)")
-    a.set_xticks(range(1, max(len(run["rounds"]) for run in runs) + 1))
+    a.set_xticks(range(1, n_rounds + 1))
     a.legend(fontsize=8)
     labels = list(table)
     for i, key in enumerate(("success_rate", "survival")):
