@@ -95,3 +95,14 @@ def test_a_killed_refine_candidate_goes_on_from_its_checkpoint(tmp_path: Path) -
     assert (whole["resumed"], killed["resumed"]) == (False, True)
     assert killed["steps"] == whole["steps"] == 1024 and killed["key"] == whole["key"]
     assert_same_weights(weights(tmp_path / "whole" / "run"), weights(tmp_path / "killed" / "run"))
+
+
+def test_the_refine_summary_says_which_candidate_times_are_partial() -> None:
+    from rlctl.refine.report import summary_markdown
+
+    summary = {"env": "CartPole-v1", "task": "t", "llm": "none", "fitness_kind": "return",
+               "rounds": [{"round": 1, "best_fitness": 1.0, "fitness": [1.0, 0.5]}], "candidates": 2, "trained": 2,
+               "candidate_steps": 2048, "candidate_wall_s": 120.0,
+               "final": {"steps": 1024, "seeds": [1], "episodes": 2, "results": {}}}
+    assert "resumed" not in summary_markdown(summary | {"candidates_resumed": 0})
+    assert "1 resumed after an interruption" in summary_markdown(summary | {"candidates_resumed": 1})

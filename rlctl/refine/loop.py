@@ -189,7 +189,7 @@ class Refine:
             cdir = rdir / f"cand_{cand['index']:02d}"
             if "error" not in cand and (cdir / "result.json").exists():
                 res = json.loads((cdir / "result.json").read_text())
-                cand.update({k: res.get(k) for k in ("ok", "fitness", "key", "error", "steps", "wall_s")})
+                cand.update({k: res.get(k) for k in ("ok", "fitness", "key", "error", "steps", "wall_s", "resumed")})
         summary = self._round_summary(r, cands)
         if self.llm is not None:
             atomic_write_text(rdir / "feedback.md", self._feedback(rdir, cands)[1])

@@ -75,6 +75,7 @@ def run_final(ref: Any, best: dict[str, Any], initial: dict[str, Any] | None,
         "candidates": len(cands), "trained": sum(1 for c in cands if c.get("key") is not None),
         "candidate_steps": int(sum(c.get("steps") or 0 for c in cands)),
         "candidate_wall_s": float(sum(c.get("wall_s") or 0 for c in cands)),
+        "candidates_resumed": sum(1 for c in cands if c.get("resumed")),  # their wall_s is the last part's
         "final": {"steps": steps, "seeds": final_seeds(spec.seed, spec.eval_seeds), "episodes": spec.final_episodes,
                   "results": table},
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -114,5 +115,7 @@ def summary_markdown(s: dict[str, Any]) -> str:
             cell += f" (survival {keys[:, 1].mean():.2f}, closeness {keys[:, 2].mean():.2f})"
         lines.append(f"| {name} | {cell} | {per}{' (' + str(row['failed']) + ' failed)' if row['failed'] else ''} |")
     lines += ["", f"Cost: {s['candidates']} candidates ({s['trained']} trained), {s['candidate_steps']} env steps, "
-              f"{s['candidate_wall_s'] / 60:.1f} min of training (summed over processes)."]
+              f"{s['candidate_wall_s'] / 60:.1f} min of training (summed over processes"
+              + (f"; {s['candidates_resumed']} resumed after an interruption count only their last part"
+                 if s.get("candidates_resumed") else "") + ")."]
     return "\n".join(lines) + "\n"
