@@ -77,12 +77,17 @@ def was_resumed(run_dir: Path) -> bool:
     return (Path(run_dir) / RESUMES).is_file()
 
 
+def saved_config_diff(run_dir: Path, cfg: Config) -> list[str] | None:
+    """Config keys on which the run in ``run_dir`` was trained differently from ``cfg`` (empty when they agree), or
+    None when ``run_dir`` holds no saved config."""
+    saved = Path(run_dir) / CONFIG
+    return config_diff(load_yaml(saved.read_text()), cfg) if saved.is_file() else None
+
+
 def can_resume(run_dir: Path, cfg: Config) -> bool:
     """Whether ``run_dir`` holds a checkpoint of a run with config ``cfg`` (which ``train(resume=True)`` continues
     exactly), rather than nothing or a run of another config."""
-    saved = Path(run_dir) / CONFIG
-    return (Path(run_dir) / CHECKPOINT).is_file() and saved.is_file() and not config_diff(load_yaml(saved.read_text()),
-                                                                                          cfg)
+    return (Path(run_dir) / CHECKPOINT).is_file() and saved_config_diff(run_dir, cfg) == []
 
 
 def load_run_config(run_dir: Path) -> Config:

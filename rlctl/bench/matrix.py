@@ -93,13 +93,16 @@ class ClaimedJob:
 
 
 def train_job(name: str, env_id: str, sets: list[str], run_dir: Path, done: Path, meta: Path,
-              on_success: Callable[[float, dict[str, Any]], None] | None = None) -> ClaimedJob:
+              on_success: Callable[[float, dict[str, Any]], None] | None = None,
+              cfg: Config | None = None) -> ClaimedJob:
     """The job ``rlctl train --env ENV_ID --set …`` into ``run_dir``, finished once ``done`` exists, with its lock
-    and log in ``meta``; a killed one goes on from its checkpoint (:func:`resume_training`)."""
+    and log in ``meta``; a killed one goes on from its checkpoint (:func:`resume_training`). ``cfg``: the config
+    those arguments resolve to, for a caller that has it already."""
     from rlctl.bench.load import run_processes
     from rlctl.resolve import resolve_config
 
-    cfg = resolve_config(env_id, set_items=sets)[0]
+    if cfg is None:
+        cfg = resolve_config(env_id, set_items=sets)[0]
     cmd = [sys.executable, "-m", "rlctl.cli", "train", "--env", env_id, "--run-dir", str(run_dir), "--force", "--quiet",
            *(arg for item in sets for arg in ("--set", item))]
     return ClaimedJob(name, cmd, done, meta / f"{name}.lock", meta / f"{name}.log", on_success,

@@ -139,24 +139,13 @@ def _same_seconds(task: str, rate: float) -> list[str]:
             f"ppo.num_steps={round(ppo.num_steps * rate)}"]
 
 
-def _changed_since(run: Path, task: str, sets: list[str]) -> list[str]:
-    """Config keys on which a finished run's saved ``config.yaml`` differs from what ``rlctl train --env TASK
-    --set …`` with these ``sets`` would run now (empty when they agree, or when the run directory is gone and
-    only its summary is left)."""
-    from rlctl.config import config_diff, load_yaml
-    from rlctl.resolve import resolve_config
-
-    saved = run / "config.yaml"
-    if not saved.exists():
-        return []
-    return config_diff(load_yaml(saved.read_text()), resolve_config(TASKS[task], set_items=sets)[0])
-
-
 def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: float, jobs: int, runs: Path,
                  summaries: Path) -> None:
     """One ``rlctl train`` process per run; ``<name>.train.json`` marks it finished (:func:`run_claimed`)."""
     from rlctl.bench.matrix import run_claimed, train_job
     from rlctl.checkpoint import atomic_write_text
+    from rlctl.resolve import resolve_config
+    from rlctl.runs import saved_config_diff
 
     claimed = []
     for task, row, seed in todo:
@@ -167,7 +156,9 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         # what the run is given, and what a finished one is checked against
         sets = [f"run.seed={seed}", f"ppo.total_timesteps={budget}", *TRAIN_SETS[train_set], "run.eval_episodes=0",
                 *_same_seconds(task, BUDGET_SCALE.get(train_set, 1.0)), *POLICIES[policy]]
-        changed = _changed_since(runs / name, task, sets) if done.exists() else []
+        cfg = resolve_config(TASKS[task], set_items=sets)[0]
+        # a finished run whose directory is gone (only its summary is left) is not checked
+        changed = (saved_config_diff(runs / name, cfg) or []) if done.exists() else []
         if changed:
             raise UserError(f"{name} finished with a config that differs from what this bench trains now "
                             f"({', '.join(changed)}); delete {done} and {done.with_name(name + '.eval.json')} to "
@@ -176,7 +167,7 @@ def train_matrix(todo: list[tuple[str, str, int]], steps: int | None, factor: fl
         def record(wall_s: float, load: dict[str, Any], done: Path = done, budget: int = budget) -> None:
             atomic_write_text(done, json.dumps({"wall_s": wall_s, "steps": budget, "load": load}))
 
-        claimed.append(train_job(name, TASKS[task], sets, runs / name, done, summaries, record))
+        claimed.append(train_job(name, TASKS[task], sets, runs / name, done, summaries, record, cfg=cfg))
     run_claimed(claimed, jobs)
 
 
