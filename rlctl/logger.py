@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlctl.checkpoint import atomic_write_bytes
+from rlctl.rundir import METRICS
 
 
 class MetricsLogger:
@@ -24,7 +25,7 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS
         if resume_step is not None and self.path.exists():
             _truncate_jsonl(self.path, resume_step)
         # purge_step makes TensorBoard drop events logged after the checkpoint by the killed process,

@@ -20,16 +20,8 @@ from rlctl.device import fast_bf16
 from rlctl.envs.make import make_env
 from rlctl.envs.reward import RewardSource
 from rlctl.errors import UserError
+from rlctl.rundir import CHECKPOINT, CONFIG, RESUMES
 from rlctl.spaces import SpaceAdapter, adapter_for_env
-
-CHECKPOINT = "checkpoint.pt"
-KEPT = "checkpoints"
-"""where ``run.keep_checkpoints`` keeps a copy of each checkpoint, named by its step"""
-CONFIG = "config.yaml"
-FINAL_EVAL = "final_eval.json"
-RESUMES = "resumes.jsonl"
-"""one ``{"step", "time"}`` line per ``--resume`` of the run: its wall time then spans an interruption and work
-done twice, so benchmarks leave it out of timings (:func:`was_resumed`)"""
 
 
 def build_agent(cfg: Config, adapter: SpaceAdapter, device: torch.device) -> Policy:

@@ -10,7 +10,8 @@ from rlctl.bench.experiment import wall_ratio
 from rlctl.bench.load import timing_issue
 from rlctl.bench.matrix import run_claimed, train_job
 from rlctl.resolve import resolve_config
-from rlctl.runs import FINAL_EVAL, RESUMES, can_resume
+from rlctl.rundir import FINAL_EVAL, RESUMES
+from rlctl.runs import can_resume
 from rlctl.train.loop import train
 from tests.helpers import assert_same_weights, stop_after, weights
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
+from rlctl.rundir import FINAL_EVAL
 
 TASKS: dict[str, tuple[str, str, int]] = {  # env id, demo source, default step budget
     "reacher": ("rlctl/ReacherSparse-v0", "controller:reacher", 300_000),
@@ -64,7 +65,7 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
 
     record_demos(tasks, variants, runs)
     claimed = [train_job(name, TASKS[task][0], _sets(task, variant, seed, steps, eval_every, episodes, runs),
-                         runs / name, runs / name / "final_eval.json", runs)
+                         runs / name, runs / name / FINAL_EVAL, runs)
                for seed in seeds for task in tasks for variant in variants  # interleaved: comparable wall times
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
@@ -99,10 +100,10 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
             success, ratios, reached, done = [], [], [], 0
             for seed in seeds:
                 run = runs / _name(task, variant, seed)
-                if not (run / "final_eval.json").is_file():
+                if not (run / FINAL_EVAL).is_file():
                     continue
                 done += 1
-                final = json.loads((run / "final_eval.json").read_text())
+                final = json.loads((run / FINAL_EVAL).read_text())
                 success.append(final.get("success_rate") or 0.0)
                 timed = wall_ratio(run, runs / _name(task, "ppo", seed))
                 if timed is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rlctl.errors import UserError
+from rlctl.rundir import FINAL_EVAL, METRICS
 
 Curve = tuple[list[int], list[float]]
 
@@ -91,7 +92,7 @@ def curve(run: Path, tag: str) -> Curve:
     """Steps and values of one logged scalar of a run."""
     from rlctl.logger import read_metrics
 
-    rows = [r for r in read_metrics(run / "metrics.jsonl") if r["tag"] == tag]
+    rows = [r for r in read_metrics(run / METRICS) if r["tag"] == tag]
     return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
 
 
@@ -103,20 +104,20 @@ def wall_s(run: Path) -> float | None:
 
     if was_resumed(run):
         return None
-    times = [float(r["time"]) for r in read_metrics(run / "metrics.jsonl")]
+    times = [float(r["time"]) for r in read_metrics(run / METRICS)]
     return max(times) - min(times)
 
 
 def wall_ratio(run: Path, plain: Path) -> float | None:
     """``run``'s wall time over ``plain``'s, or None when one has no metrics or was resumed (:func:`wall_s`)."""
-    if not (run / "metrics.jsonl").is_file() or not (plain / "metrics.jsonl").is_file():
+    if not (run / METRICS).is_file() or not (plain / METRICS).is_file():
         return None
     a, b = wall_s(run), wall_s(plain)
     return a / b if a is not None and b else None
 
 
 def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
-              files: tuple[str, ...] = ("final_eval.json",)) -> None:
+              files: tuple[str, ...] = (FINAL_EVAL,)) -> None:
     """Copy what a report reads into ``dest`` (committable, a few KB per run): the run's ``files`` that exist and
     the ``tags`` of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs (no
     ``final_eval.json``) are left out."""
@@ -124,13 +125,13 @@ def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
 
     for name in names:
         run = runs / name
-        if not (run / "final_eval.json").is_file():
+        if not (run / FINAL_EVAL).is_file():
             continue
-        lines = (run / "metrics.jsonl").read_text().splitlines()
+        lines = (run / METRICS).read_text().splitlines()
         kept = [line for i, line in enumerate(lines) if i in (0, len(lines) - 1) or json.loads(line)["tag"] in tags]
         target = dest / name
         target.mkdir(parents=True, exist_ok=True)
-        (target / "metrics.jsonl").write_text("\n".join(kept) + "\n")
+        (target / METRICS).write_text("\n".join(kept) + "\n")
         for file in files:
             if (run / file).is_file():
                 (target / file).write_text((run / file).read_text())

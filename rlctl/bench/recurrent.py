@@ -21,6 +21,7 @@ import numpy as np
 
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
+from rlctl.rundir import FINAL_EVAL
 
 TASKS: dict[str, tuple[str, int, list[str], str]] = {  # env id, default step budget, settings, final metric
     # the README's MemoryCue command
@@ -58,7 +59,7 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
                 name = _name(task, variant, seed)
                 sets = [*settings, f"policy.recurrent={'none' if variant == 'mlp' else variant}", f"run.seed={seed}",
                         f"ppo.total_timesteps={steps or default_steps}", f"run.eval_episodes={episodes}"]
-                claimed.append(train_job(name, env_id, sets, runs / name, runs / name / "final_eval.json", runs))
+                claimed.append(train_job(name, env_id, sets, runs / name, runs / name / FINAL_EVAL, runs))
     run_claimed(claimed, jobs)
 
 
@@ -82,10 +83,10 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
             success, training, ratios, done = [], [], [], 0
             for seed in seeds:
                 run = runs / _name(task, variant, seed)
-                if not (run / "final_eval.json").is_file():
+                if not (run / FINAL_EVAL).is_file():
                     continue
                 done += 1
-                success.append(json.loads((run / "final_eval.json").read_text()).get(metric) or 0.0)
+                success.append(json.loads((run / FINAL_EVAL).read_text()).get(metric) or 0.0)
                 timed = wall_ratio(run, runs / _name(task, "mlp", seed))
                 if timed is not None:
                     ratios.append(timed)

@@ -25,6 +25,7 @@ import numpy as np
 
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
+from rlctl.rundir import FINAL_EVAL
 
 TASKS: dict[str, tuple[str, str]] = {
     "pendulum": ("Pendulum-v1", "controller:energy"),
@@ -60,7 +61,7 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
 
     runs.mkdir(parents=True, exist_ok=True)
     claimed = [train_job(name, TASKS[task][0], _sets(task, variant, seed, steps, eval_every, episodes), runs / name,
-                         runs / name / "final_eval.json", runs)
+                         runs / name / FINAL_EVAL, runs)
                for task in tasks for variant in variants for seed in seeds
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
@@ -76,7 +77,7 @@ def evaluate_on_sets(run: Path, task: str, episodes: int) -> None:
     from rlctl.sim2real_eval import evaluate_sets, policy_actor, without_set
 
     path = run / "sets_eval.json"
-    if path.exists() or not (run / "final_eval.json").exists():
+    if path.exists() or not (run / FINAL_EVAL).exists():
         return
     cfg, agent, adapter, _, _ = load_policy(str(run))
     result = evaluate_sets(TASKS[task][0], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
@@ -119,8 +120,8 @@ class _Seeds:
     """One variant's finished runs of one task, and what the tables read from them."""
 
     def __init__(self, runs: Path, task: str, variant: str, seeds: list[int]) -> None:
-        self.dirs = [run for s in seeds if ((run := runs / _name(task, variant, s)) / "final_eval.json").is_file()]
-        self.finals = [json.loads((d / "final_eval.json").read_text()) for d in self.dirs]
+        self.dirs = [run for s in seeds if ((run := runs / _name(task, variant, s)) / FINAL_EVAL).is_file()]
+        self.finals = [json.loads((d / FINAL_EVAL).read_text()) for d in self.dirs]
 
     def phase(self, tag: str, before: bool) -> list[float]:
         """Per seed, the mean of ``tag``'s rows up to the end of the transfer phase (``before``) or of the last
@@ -265,7 +266,7 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 
 def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
-              REPORT_TAGS, ("final_eval.json", "sets_eval.json", "config.yaml"))
+              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", "config.yaml"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from rlctl.bench import checks
 from rlctl.bench.load import RULE, timing_issue
 from rlctl.bench.seeds import SCREEN_SEEDS, is_table_seed, span, table_seeds
 from rlctl.errors import UserError
+from rlctl.rundir import CHECKPOINT, METRICS
 
 TASKS = {"hover": "rlctl/QuadHover-v0", "waypoint": "rlctl/QuadWaypoint-v0", "gates": "rlctl/QuadGates-v0"}
 EVAL_SETS = ["nominal", "randomized", "held-out"]
@@ -407,9 +408,9 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
         curves = found.setdefault(train_set, [])
         dirs = [d for d in runs.glob(f"{task}__{train_set}__s*") if d.is_dir()]
         for run in sorted([d for d in dirs if is_table_seed(_seed(d))] or dirs):  # the table's seeds, as its rows
-            if not (run / "metrics.jsonl").exists():
+            if not (run / METRICS).exists():
                 continue
-            pts = [(r["step"], r["value"]) for r in read_metrics(run / "metrics.jsonl")
+            pts = [(r["step"], r["value"]) for r in read_metrics(run / METRICS)
                    if r["tag"] == "charts/success_rate"]
             if len(pts) > 1:
                 curves.append(np.array(pts, dtype=float))
@@ -441,7 +442,7 @@ def _plot_curves(task: str, runs: Path, path: Path) -> None:
 def _flight_strip(runs: Path, path: Path) -> str:
     """Frames of one nominal hover episode flown by the first seed's policy (a table seed where there is one),
     plus its position vs the PID's; "" without a checkpoint."""
-    kept = sorted((d for d in runs.glob("hover__randomized__s*") if (d / "checkpoint.pt").exists()),
+    kept = sorted((d for d in runs.glob("hover__randomized__s*") if (d / CHECKPOINT).exists()),
                   key=lambda d: (not is_table_seed(_seed(d)), _seed(d)))
     if not kept:
         return ""

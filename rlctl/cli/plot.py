@@ -15,6 +15,7 @@ import numpy as np
 
 from rlctl.errors import UserError
 from rlctl.logger import read_metrics
+from rlctl.rundir import METRICS
 
 TAG = "charts/episodic_return"
 
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> None:
 
 def episodes(run: Path) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, returns)`` of a run's training episodes, in logging order."""
-    path = Path(run) / "metrics.jsonl"
+    path = Path(run) / METRICS
     if not path.is_file():
         raise UserError(f"{run} has no metrics.jsonl (not an rlctl run directory?)")
     rows = [(r["step"], r["value"]) for r in read_metrics(path) if r.get("tag") == TAG]

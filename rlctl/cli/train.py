@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import UserError
+from rlctl.rundir import CHECKPOINT, CONFIG, FINAL_EVAL, METRICS, RESUMES
 
 # Files a run directory may contain that rlctl itself wrote (removed by --force, nothing else is).
-# (Spelled out, not imported from rlctl.runs: the CLI imports torch only when a command needs it.)
-_RUN_FILES = ("checkpoint.pt", "config.yaml", "metrics.jsonl", "final_eval.json", "resumes.jsonl")
+_RUN_FILES = (CHECKPOINT, CONFIG, METRICS, FINAL_EVAL, RESUMES)
 
 
 def safe_name(env_id: str) -> str:
@@ -35,7 +35,7 @@ def _prepare_run_dir(path: Path, force: bool) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from rlctl.envs.ids import check_env_id
     from rlctl.resolve import resolve_config
-    from rlctl.runs import CHECKPOINT, load_run_config
+    from rlctl.runs import load_run_config
     from rlctl.train import train
 
     if args.resume:
@@ -95,7 +95,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _run(start: Callable[[], Any], run_dir: Path) -> int:
     """Train; a second Ctrl-C (the first one checkpoints and stops cleanly) says what is left to resume."""
-    from rlctl.runs import CHECKPOINT
 
     try:
         start()

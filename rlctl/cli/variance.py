@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_variance(args: argparse.Namespace) -> int:
     from rlctl.checkpoint import atomic_write_text, prepare_output
-    from rlctl.runs import CHECKPOINT
+    from rlctl.rundir import CHECKPOINT
     from rlctl.variance import measure_variance
 
     target = Path(args.target)

@@ -28,6 +28,7 @@ from rlctl.refine.hook import SandboxedReward
 from rlctl.refine.sandbox import Limits
 from rlctl.refine.schema import Schema
 from rlctl.resolve import resolve_config
+from rlctl.rundir import METRICS
 from rlctl.runs import can_resume
 from rlctl.sim2real_eval import policy_actor, run_episodes, summarize, without_set
 from rlctl.spaces import adapter_for_env
@@ -61,7 +62,7 @@ def run_job(directory: Path) -> dict[str, Any]:
     finally:
         if reward is not None:
             reward.close()
-    series, every = _series(directory / "run" / "metrics.jsonl")
+    series, every = _series(directory / "run" / METRICS)
     return {"ok": True, "fitness": ev["fitness"], "key": ev["key"], "eval": ev, "steps": trained.global_step,
             "train_s": round(train_s, 2), "wall_s": round(time.perf_counter() - t0, 2), "sandbox_calls": calls,
             "load_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)], "cpus": os.cpu_count(),

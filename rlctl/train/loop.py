@@ -30,7 +30,8 @@ from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.reward import reward_record, run_reward
-from rlctl.runs import CHECKPOINT, CONFIG, FINAL_EVAL, KEPT, RESUMES, build_agent
+from rlctl.rundir import CHECKPOINT, CONFIG, FINAL_EVAL, KEPT, RESUMES
+from rlctl.runs import build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
 from rlctl.train.compile_cache import cache_counts, use_compile_cache
