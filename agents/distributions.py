@@ -63,6 +63,17 @@ class DiagGaussian:
     def entropy(self) -> torch.Tensor:
         return (0.5 + _LOG_SQRT_2PI + self.log_std).sum(-1)
 
+    def imitation_log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """``[B]`` log-density of ``actions`` whose gradient moves the mean alone (the std is held as it is).
+
+        Maximizing the full log-density of a deterministic teacher's actions also shrinks the std toward the
+        mean's residual error, without bound: exploration collapses and the PPO ratios of the policy's own
+        steps overflow (seen on the quadrotor waypoint task with ``arbiter.baseline_steps=bc``). Imitation
+        should say where to act; how widely to explore stays PPO's and the entropy term's business.
+        """
+        z = (actions - self.mean) / self.std.detach()
+        return (-0.5 * z.pow(2) - self.log_std.detach() - _LOG_SQRT_2PI).sum(-1)
+
 
 class MultiCategorical:
     """One or more independent categoricals over split logits; actions are ``[B, dim]`` int64."""
@@ -91,6 +102,10 @@ class MultiCategorical:
 
     def entropy(self) -> torch.Tensor:
         return torch.stack([-(lp.exp() * lp).sum(-1) for lp in self.logits], dim=-1).sum(-1)
+
+    def imitation_log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        """``[B]`` log-probability of a teacher's ``actions`` (the cross-entropy is bounded: no scale to guard)."""
+        return self.log_prob(actions)
 
 
 Distribution = DiagGaussian | MultiCategorical

@@ -193,7 +193,8 @@ class MinibatchStep:
         keys = tuple("logprobs_dims" if k == "logprobs" else k for k in self.KEYS) if per_dim else self.KEYS
         # weighted: a per-sample weight on the policy loss (0 masks a sample; a baseline controller's steps in agency
         # transfer, rlctl.agents.arbiter) and an imitation term −imitation_coef·mean log π(a|s) over the samples
-        # ``imitation_weight`` marks. The value loss keeps every sample.
+        # ``imitation_weight`` marks (a Gaussian's at its std held fixed: ``imitation_log_prob``). The value loss
+        # keeps every sample.
         self.weighted, self.imitation_coef = weighted, imitation_coef
         self.keys = keys + (("next_obs", "next_valid") if params.smooth_temporal > 0 else ()) \
             + (("policy_weight", "imitation_weight") if weighted else ())
@@ -221,7 +222,7 @@ class MinibatchStep:
             policy_weight=policy_weight,
         )
         if imitation_weight is not None and self.imitation_coef > 0:
-            logp = new_logprobs.sum(-1) if self.per_dim else new_logprobs
+            logp = dist.imitation_log_prob(actions)  # a Gaussian's std is left out (it would shrink without bound)
             imitation = -(logp * imitation_weight).sum() / imitation_weight.sum().clamp(min=1.0)
             loss = loss + self.imitation_coef * imitation
             stats["imitation"] = imitation.detach()

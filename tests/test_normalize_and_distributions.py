@@ -72,3 +72,19 @@ def test_categorical_sampling_follows_probabilities() -> None:
     dist = MultiCategorical(probs.log().expand(20000, 3), (3,))
     freq = torch.bincount(dist.sample()[:, 0], minlength=3).float() / 20000
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+
+
+def test_gaussian_imitation_moves_the_mean_and_leaves_the_std_alone() -> None:
+    mean = torch.zeros(8, 3, requires_grad=True)
+    log_std = torch.zeros(3, requires_grad=True)
+    teacher = torch.full((8, 3), 0.5)
+    dist = DiagGaussian(mean, log_std)
+    (-dist.imitation_log_prob(teacher).mean()).backward()
+    assert log_std.grad is None  # no path from the imitation term to the std
+    assert mean.grad is not None and bool((mean.grad < 0).all())  # toward the teacher's 0.5
+    # its value is the full log-density (only the gradient differs), so the logged term means what it says
+    torch.testing.assert_close(dist.imitation_log_prob(teacher), dist.log_prob(teacher))
+    # a categorical has no scale to guard: the imitation term is the log-probability itself
+    cat = MultiCategorical(torch.randn(4, 5), (2, 3))
+    actions = torch.tensor([[0, 2], [1, 0], [1, 1], [0, 0]])
+    torch.testing.assert_close(cat.imitation_log_prob(actions), cat.log_prob(actions))

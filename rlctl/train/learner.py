@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from rlctl.agents.ppo import MinibatchStep, ppo_update, recurrent_ppo_update
 from rlctl.agents.recurrent import RecurrentActorCritic
 from rlctl.agents.rollout import BASELINE_ACTOR, DEMO_ACTOR, Rollout
 from rlctl.config import Config
+from rlctl.errors import UserError
 from rlctl.train.advantages import AdvantageStage, make_advantage_stage
 from rlctl.train.optim import make_optimizer
 
@@ -61,9 +63,24 @@ class Learner:
         refresh = (lambda b: stage.refresh(rollout, b)) if stage.refreshes else None
         if isinstance(self.agent, RecurrentActorCritic):  # whole sequences from the stored states
             shape = (rollout.rewards.shape[0], rollout.rewards.shape[1])
-            return recurrent_ppo_update(self.agent, self.optimizer, batch, shape, self.cfg.ppo,
-                                        self.cfg.ppo.bptt_steps, float(self.step.clip_coef), refresh) | stage.stats()
-        return ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh) | stage.stats()
+            stats = recurrent_ppo_update(self.agent, self.optimizer, batch, shape, self.cfg.ppo,
+                                         self.cfg.ppo.bptt_steps, float(self.step.clip_coef), refresh)
+        else:
+            stats = ppo_update(self.agent, self.optimizer, batch, self.cfg.ppo, self.step, refresh)
+        self._check_finite(stats)
+        return stats | stage.stats()
+
+    def _check_finite(self, stats: dict[str, float]) -> None:
+        """Stop a diverged run before it checkpoints: weights with a NaN or inf in them would replace the last
+        good checkpoint, and every later update would only carry the NaN on."""
+        params = [p.detach().isfinite().all() for p in self.agent.parameters()]
+        losses = {key: stats[key] for key in ("policy_loss", "value_loss") if key in stats}
+        if all(math.isfinite(v) for v in losses.values()) and bool(torch.stack(params).all()):
+            return
+        raise UserError("training diverged: the last update left non-finite values in the policy "
+                        f"({', '.join(f'{k} {v:.3g}' for k, v in losses.items())}); the run's checkpoint is the one "
+                        "from before it. Lower ppo.learning_rate or ppo.max_grad_norm, or look for non-finite "
+                        "observations or rewards from the env")
 
     def state_dict(self) -> dict[str, Any]:
         """Weights and optimizer state; learned baselines (``advantage_stage``) where the stage has any. Export
