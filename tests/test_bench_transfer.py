@@ -26,13 +26,14 @@ def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp
     args = ["--tasks", "push,waypoint", "--variants", "ppo,jsrl", "--seeds", "1", "--steps", "4096", "--eval-every",
             "1024", "--episodes", "1", "--jobs", "1"]
     assert transfer.main([*args, "--runs-dir", str(runs), "--out", str(out), "--keep", str(kept)]) == 0
-    page = (out / "agency-transfer.md").read_text()
+    page = (out / "agency-transfer_tables.md").read_text()
     # what --keep copies (a few KB per run) rebuilds the same tables
     assert transfer.main([*args, "--runs-dir", str(kept), "--out", str(tmp_path / "again"), "--report-only"]) == 0
     tables = [line for line in page.splitlines() if line.startswith("| ")]
-    assert tables == [line for line in (tmp_path / "again" / "agency-transfer.md").read_text().splitlines()
+    assert tables == [line for line in (tmp_path / "again" / "agency-transfer_tables.md").read_text().splitlines()
                       if line.startswith("| ")]
     push = page[page.index("## push"):page.index("## waypoint")]
+    assert "Budget: 4,096 env steps per run." in push  # from the runs' saved configs
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in push.splitlines() if line.startswith("| ")}
     assert float(rows["baseline alone"][1]) == 1.0 and float(rows["baseline alone"][3]) > 0  # success, time to goal
     # the scripted push controller acts at the start of every jsrl episode: the mixture reaches the goal early on,

@@ -7,7 +7,8 @@ seed (claimed with lock files, resumable). Every run evaluates the learner alone
 the controller alone is evaluated on the same episodes. Tasks with a goal also report success (the learner
 alone's, the mixture's during transfer against the baseline's interval, time to goal), and the waypoint task's
 final policies fly the sim-to-real sets, where the PID fails (``sets_eval.json`` in each run). The report,
-``agency-transfer.md`` with learning-curve PNGs, is built from the runs' ``metrics.jsonl``, ``final_eval.json``
+``agency-transfer_tables.md`` with learning-curve PNGs (``agency-transfer.md`` is the written page that reads
+them), is built from the runs' ``metrics.jsonl``, ``final_eval.json``
 and ``sets_eval.json``. Seeds are table seeds (101, …,
 :mod:`rlctl.bench.seeds`).
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
-from rlctl.rundir import FINAL_EVAL
+from rlctl.rundir import CONFIG, FINAL_EVAL
 
 TASKS: dict[str, tuple[str, str]] = {
     "pendulum": ("Pendulum-v1", "controller:energy"),
@@ -151,7 +152,7 @@ class _Seeds:
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
            command: str) -> None:
-    """``agency-transfer.md`` and learning-curve PNGs per task (return; success where the task has a goal), from
+    """``agency-transfer_tables.md`` and learning-curve PNGs per task (return; success where the task has a goal), from
     the finished runs."""
     from rlctl.sim2real_eval import wilson_interval
 
@@ -170,7 +171,8 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
         base_returns = [statistics.mean(a["returns"]) for a in alone]
         base_success = [a["success_rate"] for a in alone if "success_rate" in a]
         goal = bool(base_success)
-        lines += [f"## {task}: {env_id}, baseline `{baseline}`", ""]
+        lines += [f"## {task}: {env_id}, baseline `{baseline}`", "", f"Budget: {_budgets(runs, task, variants, seeds)} "
+                  "env steps per run.", ""]
         if goal:
             pooled = [s for a in alone for s in a["successes"]]
             low, high = wilson_interval(sum(pooled), len(pooled))
@@ -221,7 +223,17 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                   f"{env_id}: success rate (mixture: training episodes)", float(np.mean(base_success)), "success rate")
         if task in SETS_TASKS:
             lines += _sets_table(task, variants, seeds, episodes, runs)
-    (out / "agency-transfer.md").write_text("\n".join(lines) + "\n")
+    (out / "agency-transfer_tables.md").write_text("\n".join(lines) + "\n")
+
+
+def _budgets(runs: Path, task: str, variants: list[str], seeds: list[int]) -> str:
+    """The training budgets (``ppo.total_timesteps``) of a task's finished runs, from their saved configs: tasks
+    ran at different budgets, and the page's command line names only the report's own."""
+    from rlctl.config import load_yaml
+
+    budgets = sorted({load_yaml(config.read_text()).ppo.total_timesteps for variant in variants for seed in seeds
+                      if (config := runs / _name(task, variant, seed) / CONFIG).is_file()})
+    return " and ".join(f"{b:,}" for b in budgets) or "—"
 
 
 def _sets_table(task: str, variants: list[str], seeds: list[int], episodes: int, runs: Path) -> list[str]:
@@ -266,7 +278,7 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 
 def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
-              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", "config.yaml"))
+              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", CONFIG))
 
 
 def main(argv: list[str] | None = None) -> int:
