@@ -29,6 +29,8 @@ def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp
     page = (out / "agency-transfer_tables.md").read_text()
     # what --keep copies (a few KB per run) rebuilds the same tables
     assert transfer.main([*args, "--runs-dir", str(kept), "--out", str(tmp_path / "again"), "--report-only"]) == 0
+    assert "Rebuilt from the runs with `python -m rlctl.bench.transfer" in (tmp_path / "again" /
+                                                                         "agency-transfer_tables.md").read_text()
     tables = [line for line in page.splitlines() if line.startswith("| ")]
     assert tables == [line for line in (tmp_path / "again" / "agency-transfer_tables.md").read_text().splitlines()
                       if line.startswith("| ")]

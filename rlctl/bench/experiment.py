@@ -74,17 +74,23 @@ def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | N
 
 
 def matrix_command(module: str, args: argparse.Namespace) -> str:
-    """The command line that reproduces this experiment, for the report."""
-    return (f"python -m {module} --tasks {args.tasks} --variants {args.variants} --seeds {args.seeds} "
-            f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} --jobs {args.jobs} "
-            f"--runs-dir {args.runs_dir} --out {args.out}")
+    """The command line that reproduces this experiment, for the report; with ``--report-only``, the one that
+    rebuilds the report (its budget flags would not be the runs', which may differ from task to task)."""
+    matrix = f"python -m {module} --tasks {args.tasks} --variants {args.variants} --seeds {args.seeds} "
+    if args.report_only:
+        return matrix + f"--episodes {args.episodes} --runs-dir {args.runs_dir} --out {args.out} --report-only"
+    return matrix + (f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} "
+                     f"--jobs {args.jobs} --runs-dir {args.runs_dir} --out {args.out}")
 
 
 def report_header(title: str, command: str, seeds: list[int]) -> list[str]:
     """A report's first lines: title, the command that rebuilds it, the statistic and the seeds."""
     from rlctl.bench.stats import SPREAD
 
-    return [f"# {title}", "", f"Command: `{command}` (add `--report-only` to rebuild this page from the runs)", "",
+    made = (f"Rebuilt from the runs with `{command}`; each run's training settings are in its saved `config.yaml`."
+            if command.endswith("--report-only") else
+            f"Command: `{command}` (add `--report-only` to rebuild this page from the runs)")
+    return [f"# {title}", "", made, "",
             f"Statistic: {SPREAD}; seeds {seeds[0]}–{seeds[-1]} (table seeds, apart from any screening seed)."]
 
 
