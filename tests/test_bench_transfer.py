@@ -50,3 +50,19 @@ def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp
     # jsrl's 10-second waypoint episodes, the PID flying their start, all end after the transfer phase: dashes,
     # not a crash
     assert any(line.startswith("| jsrl | ") and "| — | — | — |" in line for line in waypoint.splitlines())
+
+
+def test_bc_variants_imitate_the_baseline_and_are_not_run_by_default(tmp_path: Path) -> None:
+    plain, bc = transfer._sets("waypoint", "prob", 101, 1000, 100, 5), transfer._sets("waypoint", "prob-bc", 101, 1000,
+                                                                                       100, 5)
+    assert "arbiter.mode=prob" in bc and bc[:len(plain)] == plain
+    assert bc[len(plain):] == ["arbiter.baseline_steps=bc", f"arbiter.bc_coef={transfer.BC_COEF}"]
+    assert not any(item.startswith("arbiter.") for item in transfer._sets("waypoint", "ppo", 101, 1000, 100, 5))
+    from rlctl.resolve import resolve_config
+
+    assert resolve_config("rlctl/QuadWaypoint-v0", set_items=bc)[0].arbiter.baseline_steps == "bc"  # valid sets
+    assert transfer.main(["--tasks", "pendulum", "--seeds", "1", "--episodes", "1", "--runs-dir", str(tmp_path),
+                          "--out", str(tmp_path), "--report-only"]) == 0
+    rows = [line.split(" | ")[0] for line in (tmp_path / "agency-transfer_tables.md").read_text().splitlines()
+            if line.startswith("| ") and "variant" not in line and "---" not in line]
+    assert rows == ["| baseline alone", "| ppo", "| prob", "| calf", "| jsrl", "| residual"]

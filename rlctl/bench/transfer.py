@@ -1,7 +1,8 @@
 """``rlctl bench transfer``: agency transfer from a working controller against plain PPO and the controller alone.
 
 For each task (env + its controller) and variant (``ppo``: no baseline; ``prob``, ``calf``, ``jsrl``,
-``residual``: ``--baseline-policy`` with that arbiter and a linear transfer), one ``rlctl train`` process per
+``residual``: ``--baseline-policy`` with that arbiter and a linear transfer; ``prob-bc``, ``calf-bc``,
+``jsrl-bc``: the same, imitating the baseline's steps), one ``rlctl train`` process per
 seed (claimed with lock files, resumable). Every run evaluates the learner alone (baseline disconnected) every
 ``--eval-every`` steps during training and, at the end, deterministically on ``--episodes`` seeded episodes;
 the controller alone is evaluated on the same episodes. Tasks with a goal also report success (the learner
@@ -33,7 +34,13 @@ TASKS: dict[str, tuple[str, str]] = {
     "waypoint": ("rlctl/QuadWaypoint-v0", "controller:pid"),
     "push": ("rlctl/ArmPush-v0", "controller:push"),
 }
-VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual")
+VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual", "prob-bc", "calf-bc", "jsrl-bc")
+"""``ppo``: no baseline; ``MODE``: that arbiter, the baseline's steps trained on off-policy (the default
+``arbiter.baseline_steps``); ``MODE-bc``: the baseline's steps masked from the policy loss and imitated
+(``arbiter.baseline_steps=bc`` with ``arbiter.bc_coef`` = :data:`BC_COEF`)"""
+DEFAULT_VARIANTS = VARIANTS[:5]
+BC_COEF = 1.0
+"""the imitation weight of the ``-bc`` variants, chosen on screening seed 1 (results/agency-transfer.md)"""
 TRANSFER_END = 0.8  # arbiter.transfer_end of every run here (the default)
 EVAL_SEED = 10_000  # the final evaluation's episodes: seed + 10000 + i, as rlctl train's
 
@@ -45,9 +52,12 @@ def _name(task: str, variant: str, seed: int) -> str:
 def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int) -> list[str]:
     baseline = TASKS[task][1]
     sets = [f"run.seed={seed}", f"ppo.total_timesteps={steps}", f"run.eval_episodes={episodes}"]
-    if variant != "ppo":
-        sets += [f"arbiter.baseline={baseline}", f"arbiter.mode={variant}", f"arbiter.eval_every={eval_every}",
+    mode, _, handling = variant.partition("-")
+    if mode != "ppo":
+        sets += [f"arbiter.baseline={baseline}", f"arbiter.mode={mode}", f"arbiter.eval_every={eval_every}",
                  "arbiter.eval_episodes=10"]
+    if handling == "bc":
+        sets += ["arbiter.baseline_steps=bc", f"arbiter.bc_coef={BC_COEF}"]
     return sets
 
 
@@ -285,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     p = matrix_parser("python -m rlctl.bench.transfer", __doc__.split("\n\n")[0], list(TASKS), list(VARIANTS),
                       "pendulum", (100_000, "training budget per run (default 100000)"),
                       "learner-alone evaluations", 20, "runs/bench-transfer")
+    p.set_defaults(variants=",".join(DEFAULT_VARIANTS))
     return run_matrix("rlctl.bench.transfer", p, argv, list(TASKS), list(VARIANTS), train_matrix, report, min_steps=1,
                       keep=_keep)
 
