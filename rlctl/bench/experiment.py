@@ -143,12 +143,12 @@ def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
                 (target / file).write_text((run / file).read_text())
 
 
-def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None) -> None:
+def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None, linestyle: str = "-") -> None:
     """The mean over runs on a common step grid (up to the shortest run), with the min–max range shaded."""
     runs = [(s, v) for s, v in runs if s]
     if not runs:
         return
     grid = np.linspace(0, min(max(s) for s, _ in runs), 50)
     values = np.stack([np.interp(grid, s, v) for s, v in runs])
-    ax.plot(grid, values.mean(0), label=f"{label} ({len(values)} seeds)", color=color)
+    ax.plot(grid, values.mean(0), label=f"{label} ({len(values)} seeds)", color=color, linestyle=linestyle)
     ax.fill_between(grid, values.min(0), values.max(0), alpha=0.15, color=color)

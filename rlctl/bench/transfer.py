@@ -270,8 +270,10 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for variant, runs in curves.items():
-        plot_band(ax, runs, variant)
+    # one colour per variant (its mixture solid, its learner alone dashed): more lines than a colour cycle holds
+    colors = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(label.split(":")[0] for label in curves))}
+    for label, runs in curves.items():
+        plot_band(ax, runs, label, colors[label.split(":")[0]], "--" if label.endswith("learner alone") else "-")
     ax.axhline(baseline, color="k", linestyle="--", label="baseline alone")
     ax.set_xlabel("env steps")
     ax.set_ylabel(ylabel)
