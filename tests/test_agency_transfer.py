@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from rlctl.agents.rollout import BASELINE_ACTOR, POLICY_ACTOR
+from rlctl.checkpoint import load_checkpoint
 from rlctl.config import Config
 from rlctl.envs.controllers import make_controller
 from rlctl.envs.make import make_env
 from rlctl.logger import read_metrics
-from rlctl.runs import build_agent
+from rlctl.rundir import BEST_LEARNER
+from rlctl.runs import build_agent, load_policy
 from rlctl.sampling import make_sampler
 from rlctl.spaces import adapter_for_env, rollout_for
 from rlctl.train import train
@@ -93,6 +95,13 @@ def test_transfer_logs_the_share_and_learner_alone_evaluations_and_resumes_exact
     train(cfg, tmp_path / "resumed", resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
     assert straight.episode_returns
+    # best_learner.pt: the learner alone at its best evaluation (here the highest return), the same after a resume
+    evals = [(r["value"], r["step"]) for r in rows if r["tag"] == "eval/learner_return"]
+    best = load_checkpoint(tmp_path / "straight" / BEST_LEARNER)
+    assert best["global_step"] == max(evals)[1] and best["evaluation"]["mean_return"] == max(evals)[0]
+    assert_same_weights(best["agent"], weights(tmp_path / "resumed" / BEST_LEARNER))
+    loaded = load_policy(tmp_path / "straight" / BEST_LEARNER)  # what rlctl eval / export take in place of RUN
+    assert_same_weights(loaded.agent.state_dict(), best["agent"])
 
 
 def _policy_grad(step: Any, agent: Any, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:

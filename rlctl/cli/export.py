@@ -60,6 +60,8 @@ def _check_residual_stands_alone(cfg: Any, ckpt_path: Path) -> None:
     from rlctl.train.transfer import AgencyTransfer
 
     ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("learner_alone"):  # best_learner.pt: a policy that was evaluated with the baseline disconnected
+        return
     transfer = AgencyTransfer(cfg)
     transfer.load_state_dict(ckpt.get("transfer"))
     share = transfer.share(int(ckpt["global_step"]))

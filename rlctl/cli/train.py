@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from rlctl.errors import UserError
-from rlctl.rundir import CHECKPOINT, CONFIG, FINAL_EVAL, METRICS, RESUMES
+from rlctl.rundir import BEST_LEARNER, CHECKPOINT, CONFIG, FINAL_EVAL, METRICS, RESUMES
 
 # Files a run directory may contain that rlctl itself wrote (removed by --force, nothing else is).
-_RUN_FILES = (CHECKPOINT, CONFIG, METRICS, FINAL_EVAL, RESUMES)
+_RUN_FILES = (CHECKPOINT, CONFIG, METRICS, FINAL_EVAL, RESUMES, BEST_LEARNER)
 
 
 def safe_name(env_id: str) -> str:

@@ -30,7 +30,7 @@ from rlctl.errors import UserError
 from rlctl.evaluate import evaluate_policy
 from rlctl.logger import MetricsLogger, Progress
 from rlctl.reward import reward_record, run_reward
-from rlctl.rundir import CHECKPOINT, CONFIG, FINAL_EVAL, KEPT, RESUMES
+from rlctl.rundir import BEST_LEARNER, CHECKPOINT, CONFIG, FINAL_EVAL, KEPT, RESUMES
 from rlctl.runs import build_agent
 from rlctl.sampling import Sampler, make_sampler
 from rlctl.spaces import SpaceAdapter, adapter_for_env, rollout_for
@@ -117,7 +117,8 @@ def train(
                 start_update, global_step, last_log = ckpt["update"], ckpt["global_step"], ckpt["last_log"]
             else:
                 atomic_write_text(run_dir / CONFIG, save_yaml(cfg))
-                (run_dir / RESUMES).unlink(missing_ok=True)  # a new run in the directory of an old one
+                for stale in (RESUMES, BEST_LEARNER):  # a new run in the directory of an old one
+                    (run_dir / stale).unlink(missing_ok=True)
             if start_update >= cfg.num_updates:
                 final_eval = None
                 if cfg.run.eval_episodes > 0 and not (run_dir / FINAL_EVAL).is_file():  # killed while evaluating
@@ -192,6 +193,12 @@ def train(
 
                 if transfer is not None:
                     schedule = schedule | transfer.after_update(agent, adapter, global_step)
+                    if transfer.improved:  # the learner alone may get worse later (after the handover, say)
+                        save_checkpoint(run_dir / BEST_LEARNER, {
+                            "config": save_yaml(cfg), "agent": agent.state_dict(), "global_step": global_step,
+                            "reward": reward_record(reward), "learner_alone": True,
+                            "evaluation": {"success_rate": transfer.best[0], "mean_return": transfer.best[1]}
+                            if transfer.best else {}})
                 solved = False
                 if curriculum is not None:
                     schedule = schedule | curriculum.observe(info.episodes)

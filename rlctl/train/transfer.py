@@ -32,6 +32,10 @@ class AgencyTransfer:
         self.cfg = cfg
         self.level = cfg.arbiter.share_start
         self.last_eval = 0
+        self.best: tuple[float, float] | None = None
+        """the best learner-alone evaluation so far, as (success rate or 0, mean return)"""
+        self.improved = False
+        """whether the last :meth:`after_update` evaluated the learner alone better than every evaluation before"""
 
     def share(self, global_step: int) -> float:
         """The learner's share p for a rollout starting at ``global_step``."""
@@ -44,6 +48,7 @@ class AgencyTransfer:
         """Scalars to log: p, and when an evaluation is due, the learner alone's success and return."""
         a = self.cfg.arbiter
         out = {"arbiter/share": self.share(global_step)}
+        self.improved = False
         if a.eval_every <= 0 or global_step - self.last_eval < a.eval_every:
             return out
         self.last_eval = global_step
@@ -54,14 +59,20 @@ class AgencyTransfer:
             out["eval/learner_success_rate"] = result["success_rate"]
             if a.schedule == "success_gated":
                 self.level = gate_level(self.level, result["success_rate"], a.gate_success, a.gate_step)
+        # success first, the return breaks ties; every evaluation plays the same seeded episodes
+        score = (float(result.get("success_rate") or 0.0), float(result["mean_return"]))
+        self.improved = self.best is None or score > self.best
+        self.best = score if self.improved else self.best
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "last_eval": self.last_eval}
+        return {"level": self.level, "last_eval": self.last_eval, "best": list(self.best) if self.best else None}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if state:
             self.level, self.last_eval = float(state["level"]), int(state["last_eval"])
+            best = state.get("best")  # absent from checkpoints written before it was kept
+            self.best = (float(best[0]), float(best[1])) if best else None
 
 
 def evaluate_mixture(cfg: Config, agent: Policy, adapter: SpaceAdapter, episodes: int, share: float,
