@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,12 +37,19 @@ def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp
                       if line.startswith("| ")]
     push = page[page.index("## push"):page.index("## waypoint")]
     assert "Budget: 4,096 env steps per run." in push  # from the runs' saved configs
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in push.splitlines() if line.startswith("| ")}
+    main_table = push[:push.index("The best learner alone")]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in main_table.splitlines()
+            if line.startswith("| ")}
     assert float(rows["baseline alone"][1]) == 1.0 and float(rows["baseline alone"][3]) > 0  # success, time to goal
     # the scripted push controller acts at the start of every jsrl episode: the mixture reaches the goal early on,
     # where plain PPO, at the same 4096 steps, does not
     assert float(rows["jsrl"][4]) > float(rows["ppo"][4]) == 0.0
     assert (out / "agency-transfer_push_success.png").stat().st_size > 5_000
+    # jsrl evaluated its learner alone during training: its best one is measured afresh and has its own table
+    best = json.loads((runs / "push__jsrl__s101" / "best_eval.json").read_text())
+    assert best["episodes"] == 1 and best["step"] % 1024 == 0
+    best_rows = push[push.index("The best learner alone"):].splitlines()
+    assert best_rows[4].startswith("| jsrl |") and best_rows[4].endswith(f"| {best['step'] // 1000}k | 1 |")
     waypoint = page[page.index("## waypoint"):]
     sets = waypoint[waypoint.index("On the sim-to-real sets"):].splitlines()
     assert sets[2] == "| variant | randomized | held-out | seeds |"

@@ -76,8 +76,31 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
                for task in tasks for variant in variants for seed in seeds
                for name in [_name(task, variant, seed)]]
     run_claimed(claimed, jobs)
+    for task, variant, seed in itertools.product(tasks, variants, seeds):
+        evaluate_best(runs / _name(task, variant, seed))
     for task, variant, seed in itertools.product([t for t in tasks if t in SETS_TASKS], variants, seeds):
         evaluate_on_sets(runs / _name(task, variant, seed), task, episodes)
+
+
+BEST_EVAL = "best_eval.json"
+
+
+def evaluate_best(run: Path) -> None:
+    """The run's best learner alone (``best_learner.pt``, chosen on the training-time evaluations' episodes,
+    seed + 50000 + i) on the final evaluation's episodes (seed + 10000 + i, as many), written to
+    ``best_eval.json``: a fresh measurement of the selected policy, not the score that selected it."""
+    from rlctl.checkpoint import atomic_write_text, load_checkpoint
+    from rlctl.evaluate import evaluate_policy
+    from rlctl.rundir import BEST_LEARNER
+    from rlctl.runs import load_policy
+
+    if (run / BEST_EVAL).exists() or not (run / BEST_LEARNER).exists() or not (run / FINAL_EVAL).exists():
+        return
+    cfg, agent, adapter, checkpoint, _ = load_policy(run / BEST_LEARNER)
+    step = int(load_checkpoint(checkpoint)["global_step"])
+    result = evaluate_policy(agent, adapter, cfg, cfg.run.eval_episodes, deterministic=True,
+                             seed=cfg.run.seed + EVAL_SEED)
+    atomic_write_text(run / BEST_EVAL, json.dumps({"step": step, **result}, indent=2))
 
 
 def evaluate_on_sets(run: Path, task: str, episodes: int) -> None:
@@ -231,6 +254,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
             lines += [f"![{task} success](agency-transfer_{task}_success.png)", ""]
             _plot(success_curves, out / f"agency-transfer_{task}_success.png",
                   f"{env_id}: success rate (mixture: training episodes)", float(np.mean(base_success)), "success rate")
+        lines += _best_table(task, variants, seeds, runs, goal)
         if task in SETS_TASKS:
             lines += _sets_table(task, variants, seeds, episodes, runs)
     (out / "agency-transfer_tables.md").write_text("\n".join(lines) + "\n")
@@ -244,6 +268,25 @@ def _budgets(runs: Path, task: str, variants: list[str], seeds: list[int]) -> st
     budgets = sorted({load_yaml(config.read_text()).ppo.total_timesteps for variant in variants for seed in seeds
                       if (config := runs / _name(task, variant, seed) / CONFIG).is_file()})
     return " and ".join(f"{b:,}" for b in budgets) or "—"
+
+
+def _best_table(task: str, variants: list[str], seeds: list[int], runs: Path, goal: bool) -> list[str]:
+    """The best learner alone of each variant whose runs kept one (:func:`evaluate_best`); none: no lines."""
+    rows = []
+    for variant in variants:
+        found = [json.loads(path.read_text()) for s in seeds
+                 if (path := runs / _name(task, variant, s) / BEST_EVAL).is_file()]
+        if found:
+            steps = ", ".join(f"{r['step'] // 1000}k" for r in found)
+            success = f"{mean_std([r['success_rate'] for r in found], 2)} | " if goal else ""
+            rows.append(f"| {variant} | {success}{mean_std([r['mean_return'] for r in found], 1)} | {steps} | "
+                        f"{len(found)} |")
+    if not rows:
+        return []
+    head = "| variant | success | return | chosen at | seeds |" if goal else "| variant | return | chosen at | seeds |"
+    return ["The best learner alone (`best_learner.pt`: the learner at its best training-time evaluation, which "
+            "plays other episodes), measured afresh on the final evaluation's episodes:", "", head,
+            "|---|" + "---:|" * (head.count("|") - 2), *rows, ""]
 
 
 def _sets_table(task: str, variants: list[str], seeds: list[int], episodes: int, runs: Path) -> list[str]:
@@ -290,7 +333,7 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 
 def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
-              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", CONFIG))
+              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", BEST_EVAL, CONFIG))
 
 
 def main(argv: list[str] | None = None) -> int:
