@@ -193,12 +193,12 @@ def train(
 
                 if transfer is not None:
                     schedule = schedule | transfer.after_update(agent, adapter, global_step)
-                    if transfer.improved:  # the learner alone may get worse later (after the handover, say)
+                    if transfer.improved and transfer.best is not None:  # the learner alone may get worse later
+                        success, mean_return = transfer.best
                         save_checkpoint(run_dir / BEST_LEARNER, {
                             "config": save_yaml(cfg), "agent": agent.state_dict(), "global_step": global_step,
                             "reward": reward_record(reward), "learner_alone": True,
-                            "evaluation": {"success_rate": transfer.best[0], "mean_return": transfer.best[1]}
-                            if transfer.best else {}})
+                            "evaluation": {"success_rate": success, "mean_return": mean_return}})
                 solved = False
                 if curriculum is not None:
                     schedule = schedule | curriculum.observe(info.episodes)
