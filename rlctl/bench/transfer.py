@@ -278,12 +278,14 @@ def _best_table(task: str, variants: list[str], seeds: list[int], runs: Path, go
                  if (path := runs / _name(task, variant, s) / BEST_EVAL).is_file()]
         if found:
             steps = ", ".join(f"{r['step'] // 1000}k" for r in found)
-            success = f"{mean_std([r['success_rate'] for r in found], 2)} | " if goal else ""
+            times = [r["mean_time_to_goal_s"] for r in found if r.get("mean_time_to_goal_s") is not None]
+            success = f"{mean_std([r['success_rate'] for r in found], 2)} | {mean_std(times, 2)} | " if goal else ""
             rows.append(f"| {variant} | {success}{mean_std([r['mean_return'] for r in found], 1)} | {steps} | "
                         f"{len(found)} |")
     if not rows:
         return []
-    head = "| variant | success | return | chosen at | seeds |" if goal else "| variant | return | chosen at | seeds |"
+    head = ("| variant | success | time to goal (s) | return | chosen at | seeds |" if goal else
+            "| variant | return | chosen at | seeds |")
     return ["The best learner alone (`best_learner.pt`: the learner at its best training-time evaluation, which "
             "plays other episodes), measured afresh on the final evaluation's episodes:", "", head,
             "|---|" + "---:|" * (head.count("|") - 2), *rows, ""]
