@@ -53,7 +53,8 @@ def test_transfer_page_reports_success_time_to_goal_and_the_sim_to_real_sets(tmp
     waypoint = page[page.index("## waypoint"):]
     sets = waypoint[waypoint.index("On the sim-to-real sets"):].splitlines()
     assert sets[2] == "| variant | randomized | held-out | seeds |"
-    assert [line.split(" | ")[0] for line in sets[4:7]] == ["| baseline alone", "| ppo", "| jsrl"]
+    assert [line.split(" | ")[0] for line in sets[4:8]] == ["| baseline alone", "| ppo", "| jsrl",
+                                                            "| jsrl, best learner alone"]  # ppo keeps no best
     assert (runs / "waypoint__jsrl__s101" / "sets_eval.json").is_file()
     # jsrl's 10-second waypoint episodes, the PID flying their start, all end after the transfer phase: dashes,
     # not a crash

@@ -79,7 +79,8 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
     for task, variant, seed in itertools.product(tasks, variants, seeds):
         evaluate_best(runs / _name(task, variant, seed))
     for task, variant, seed in itertools.product([t for t in tasks if t in SETS_TASKS], variants, seeds):
-        evaluate_on_sets(runs / _name(task, variant, seed), task, episodes)
+        for best in (False, True):
+            evaluate_on_sets(runs / _name(task, variant, seed), task, episodes, best)
 
 
 BEST_EVAL = "best_eval.json"
@@ -103,17 +104,22 @@ def evaluate_best(run: Path) -> None:
     atomic_write_text(run / BEST_EVAL, json.dumps({"step": step, **result}, indent=2))
 
 
-def evaluate_on_sets(run: Path, task: str, episodes: int) -> None:
-    """The final learner alone on :data:`SETS` (``sets_eval.json`` in the run; kept once written), on the episodes
-    its final evaluation played (seed + 10000 + i)."""
+SETS_EVAL = {False: "sets_eval.json", True: "best_sets_eval.json"}
+"""where :func:`evaluate_on_sets` writes the final (False) and the best (True) learner alone's results"""
+
+
+def evaluate_on_sets(run: Path, task: str, episodes: int, best: bool = False) -> None:
+    """The final learner alone (or with ``best``, ``best_learner.pt``) on :data:`SETS` (:data:`SETS_EVAL` in the
+    run; kept once written), on the episodes its final evaluation played (seed + 10000 + i)."""
     from rlctl.checkpoint import atomic_write_text
+    from rlctl.rundir import BEST_LEARNER
     from rlctl.runs import load_policy
     from rlctl.sim2real_eval import evaluate_sets, policy_actor, without_set
 
-    path = run / "sets_eval.json"
-    if path.exists() or not (run / FINAL_EVAL).exists():
+    path, source = run / SETS_EVAL[best], run / BEST_LEARNER if best else run
+    if path.exists() or not (run / FINAL_EVAL).exists() or not source.exists():
         return
-    cfg, agent, adapter, _, _ = load_policy(str(run))
+    cfg, agent, adapter, _, _ = load_policy(source)
     result = evaluate_sets(TASKS[task][0], without_set(cfg.env.kwargs), {"policy": policy_actor(agent, adapter)},
                            SETS, episodes, cfg.run.seed + EVAL_SEED)
     atomic_write_text(path, json.dumps(result, indent=2))
@@ -294,16 +300,19 @@ def _best_table(task: str, variants: list[str], seeds: list[int], runs: Path, go
 def _sets_table(task: str, variants: list[str], seeds: list[int], episodes: int, runs: Path) -> list[str]:
     """The final learner alone and the baseline on the sim-to-real sets (success rate)."""
     base = _baseline_on_sets(task, episodes, seeds)
-    lines = [f"On the sim-to-real sets (the final learner alone and `{SETS_TASKS[task]}`, {episodes} episodes per set "
-             "and seed, the seeds of the final evaluation; success rate):", "",
+    lines = [f"On the sim-to-real sets (the final learner alone, the best learner alone where runs kept one, and "
+             f"`{SETS_TASKS[task]}`, {episodes} episodes per set and seed, the seeds of the final evaluation; success "
+             "rate):", "",
              f"| variant | {' | '.join(SETS)} | seeds |", "|---|" + "---:|" * (len(SETS) + 1),
              f"| baseline alone | {' | '.join(mean_std([r['success_rate'] for r in base[s]], 2) for s in SETS)} | "
              f"{len(seeds)} |"]
-    for variant in variants:
-        found = [runs / _name(task, variant, s) / "sets_eval.json" for s in seeds]
+    for variant, best in itertools.product(variants, (False, True)):
+        found = [runs / _name(task, variant, s) / SETS_EVAL[best] for s in seeds]
         evals = [json.loads(f.read_text())["results"]["policy"] for f in found if f.is_file()]
+        if best and not evals:
+            continue
         cells = [mean_std([e[level]["success_rate"] for e in evals], 2) for level in SETS]
-        lines.append(f"| {variant} | {' | '.join(cells)} | {len(evals)} |")
+        lines.append(f"| {variant}{', best learner alone' if best else ''} | {' | '.join(cells)} | {len(evals)} |")
     return [*lines, ""]
 
 
@@ -335,7 +344,7 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 
 def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
-              REPORT_TAGS, (FINAL_EVAL, "sets_eval.json", BEST_EVAL, CONFIG))
+              REPORT_TAGS, (FINAL_EVAL, *SETS_EVAL.values(), BEST_EVAL, CONFIG))
 
 
 def main(argv: list[str] | None = None) -> int:
