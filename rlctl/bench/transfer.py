@@ -27,7 +27,7 @@ import numpy as np
 
 from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
-from rlctl.rundir import CONFIG, FINAL_EVAL
+from rlctl.rundir import BEST_LEARNER, CONFIG, FINAL_EVAL
 
 TASKS: dict[str, tuple[str, str]] = {
     "pendulum": ("Pendulum-v1", "controller:energy"),
@@ -64,6 +64,10 @@ def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episo
 SETS_TASKS = {"waypoint": "pid"}
 """Tasks whose final policies also fly the sim-to-real sets, against which baseline (where the PID fails)."""
 SETS = ["randomized", "held-out"]
+SETS_EVAL = {False: "sets_eval.json", True: "best_sets_eval.json"}
+"""where :func:`evaluate_on_sets` writes the final (False) and the best (True) learner alone's results"""
+BEST_EVAL = "best_eval.json"
+"""where :func:`evaluate_best` writes the best learner alone's fresh evaluation"""
 
 
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
@@ -83,16 +87,12 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
             evaluate_on_sets(runs / _name(task, variant, seed), task, episodes, best)
 
 
-BEST_EVAL = "best_eval.json"
-
-
 def evaluate_best(run: Path) -> None:
     """The run's best learner alone (``best_learner.pt``, chosen on the training-time evaluations' episodes,
     seed + 50000 + i) on the final evaluation's episodes (seed + 10000 + i, as many), written to
     ``best_eval.json``: a fresh measurement of the selected policy, not the score that selected it."""
     from rlctl.checkpoint import atomic_write_text, load_checkpoint
     from rlctl.evaluate import evaluate_policy
-    from rlctl.rundir import BEST_LEARNER
     from rlctl.runs import load_policy
 
     if (run / BEST_EVAL).exists() or not (run / BEST_LEARNER).exists() or not (run / FINAL_EVAL).exists():
@@ -104,15 +104,10 @@ def evaluate_best(run: Path) -> None:
     atomic_write_text(run / BEST_EVAL, json.dumps({"step": step, **result}, indent=2))
 
 
-SETS_EVAL = {False: "sets_eval.json", True: "best_sets_eval.json"}
-"""where :func:`evaluate_on_sets` writes the final (False) and the best (True) learner alone's results"""
-
-
 def evaluate_on_sets(run: Path, task: str, episodes: int, best: bool = False) -> None:
     """The final learner alone (or with ``best``, ``best_learner.pt``) on :data:`SETS` (:data:`SETS_EVAL` in the
     run; kept once written), on the episodes its final evaluation played (seed + 10000 + i)."""
     from rlctl.checkpoint import atomic_write_text
-    from rlctl.rundir import BEST_LEARNER
     from rlctl.runs import load_policy
     from rlctl.sim2real_eval import evaluate_sets, policy_actor, without_set
 

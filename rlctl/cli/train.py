@@ -95,7 +95,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _run(start: Callable[[], Any], run_dir: Path) -> int:
     """Train; a second Ctrl-C (the first one checkpoints and stops cleanly) says what is left to resume."""
-
     try:
         start()
     except KeyboardInterrupt:
