@@ -158,6 +158,8 @@ def test_bad_agency_transfer_input_is_one_clear_error(tmp_path: Path, capsys: py
          "arbiter.mode: 'calm' is not one of"),
         (["--env", "Pendulum-v1", "--baseline-policy", "controller:energy", "--set", "arbiter.schedule=success_gated"],
          "needs arbiter.eval_every > 0"),
+        (["--env", "Pendulum-v1", "--baseline-policy", "controller:energy", "--set", "arbiter.schedule=success_gated",
+          "--set", "arbiter.eval_every=1", "--set", "arbiter.eval_episodes=1"], "reports no success"),
         (["--env", "CartPole-v1", "--baseline-policy", "controller:energy", "--arbiter", "residual"],
          "needs continuous actions"),
     ]

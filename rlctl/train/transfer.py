@@ -55,6 +55,10 @@ class AgencyTransfer:
         result = evaluate_policy(agent, adapter, self.cfg, a.eval_episodes, deterministic=True,
                                  seed=self.cfg.run.seed + EVAL_SEED)
         out["eval/learner_return"] = result["mean_return"]
+        if a.schedule == "success_gated" and result.get("success_rate") is None:
+            raise UserError(f"arbiter.schedule=success_gated: {self.cfg.env.id} reports no success "
+                            "(info['is_success']), so the gate could never raise the learner's share; "
+                            "use arbiter.schedule=linear")
         if result.get("success_rate") is not None:
             out["eval/learner_success_rate"] = result["success_rate"]
             if a.schedule == "success_gated":
