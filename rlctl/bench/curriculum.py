@@ -17,7 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
+from rlctl.bench.experiment import (
+    Command,
+    curve,
+    keep_runs,
+    matrix_parser,
+    plot_band,
+    report_header,
+    run_matrix,
+    wall_ratio,
+)
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import FINAL_EVAL
 
@@ -80,7 +89,7 @@ def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, d
 
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
-           command: str) -> None:
+           command: Command) -> None:
     """``demo-curriculum.md`` and one PNG per task, from the finished runs."""
     lines = [*report_header("Demo-seeded starting-state curricula against plain PPO", command, seeds),
              f"*Success*: the final policy from the env's own initial states, deterministic, {episodes} episodes "

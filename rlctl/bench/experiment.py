@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -15,6 +15,13 @@ from rlctl.errors import UserError
 from rlctl.rundir import FINAL_EVAL, METRICS
 
 Curve = tuple[list[int], list[float]]
+
+
+class Command(NamedTuple):
+    """The command line a report names, and whether it only rebuilt the report from existing runs."""
+
+    text: str
+    report_only: bool
 
 
 def matrix_parser(prog: str, description: str, tasks: list[str], variants: list[str], default_tasks: str,
@@ -73,23 +80,24 @@ def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | N
     return 0
 
 
-def matrix_command(module: str, args: argparse.Namespace) -> str:
+def matrix_command(module: str, args: argparse.Namespace) -> Command:
     """The command line that reproduces this experiment, for the report; with ``--report-only``, the one that
     rebuilds the report (its budget flags would not be the runs', which may differ from task to task)."""
     matrix = f"python -m {module} --tasks {args.tasks} --variants {args.variants} --seeds {args.seeds} "
     if args.report_only:
-        return matrix + f"--episodes {args.episodes} --runs-dir {args.runs_dir} --out {args.out} --report-only"
-    return matrix + (f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} "
-                     f"--jobs {args.jobs} --runs-dir {args.runs_dir} --out {args.out}")
+        return Command(matrix + f"--episodes {args.episodes} --runs-dir {args.runs_dir} --out {args.out} "
+                       "--report-only", True)
+    return Command(matrix + (f"--steps {args.steps} --eval-every {args.eval_every} --episodes {args.episodes} "
+                             f"--jobs {args.jobs} --runs-dir {args.runs_dir} --out {args.out}"), False)
 
 
-def report_header(title: str, command: str, seeds: list[int]) -> list[str]:
-    """A report's first lines: title, the command that rebuilds it, the statistic and the seeds."""
+def report_header(title: str, command: Command, seeds: list[int]) -> list[str]:
+    """A report's first lines: title, the command that made (or rebuilt) it, the statistic and the seeds."""
     from rlctl.bench.stats import SPREAD
 
-    made = (f"Rebuilt from the runs with `{command}`; each run's training settings are in its saved `config.yaml`."
-            if command.endswith("--report-only") else
-            f"Command: `{command}` (add `--report-only` to rebuild this page from the runs)")
+    made = (f"Rebuilt from the runs with `{command.text}`; each run's training settings are in its saved "
+            "`config.yaml`." if command.report_only else
+            f"Command: `{command.text}` (add `--report-only` to rebuild this page from the runs)")
     return [f"# {title}", "", made, "",
             f"Statistic: {SPREAD}; seeds {seeds[0]}–{seeds[-1]} (table seeds, apart from any screening seed)."]
 

@@ -19,7 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
+from rlctl.bench.experiment import (
+    Command,
+    curve,
+    keep_runs,
+    matrix_parser,
+    plot_band,
+    report_header,
+    run_matrix,
+    wall_ratio,
+)
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import FINAL_EVAL
 
@@ -64,7 +73,7 @@ def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps:
 
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
-           command: str) -> None:
+           command: Command) -> None:
     """``recurrent.md`` and ``recurrent_memory.png`` from the finished runs, plus the UAV summary."""
     lines = [*report_header("Recurrent (LSTM/GRU) against feed-forward PPO", command, seeds),
              f"*Final*: the final policy's success rate or mean return, deterministic (the mean action), {episodes} "

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import Command, curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import BEST_LEARNER, CONFIG, FINAL_EVAL
 
@@ -185,7 +185,7 @@ class _Seeds:
 
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
-           command: str) -> None:
+           command: Command) -> None:
     """``agency-transfer_tables.md`` and learning-curve PNGs per task (return; success where the task has a goal), from
     the finished runs."""
     from rlctl.sim2real_eval import wilson_interval
