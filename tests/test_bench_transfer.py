@@ -75,3 +75,17 @@ def test_bc_variants_imitate_the_baseline_and_are_not_run_by_default(tmp_path: P
     rows = [line.split(" | ")[0] for line in (tmp_path / "agency-transfer_tables.md").read_text().splitlines()
             if line.startswith("| ") and "variant" not in line and "---" not in line]
     assert rows == ["| baseline alone", "| ppo", "| prob", "| calf", "| jsrl", "| residual"]
+
+
+def test_the_gated_variant_gates_the_share_on_success_and_is_refused_on_a_task_without_a_goal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bc, gated = (transfer._sets("push", v, 101, 1000, 100, 5) for v in ("prob-bc", "prob-gated-bc"))
+    assert sorted(gated) == sorted([*bc, "arbiter.schedule=success_gated"])
+    from rlctl.resolve import resolve_config
+
+    assert resolve_config("rlctl/ArmPush-v0", set_items=gated)[0].arbiter.schedule == "success_gated"
+    code = transfer.main(["--tasks", "pendulum,push", "--variants", "prob-gated-bc", "--seeds", "1", "--episodes", "1",
+                          "--runs-dir", str(tmp_path), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "pendulum/prob-gated-bc: a success-gated variant needs a task with a goal" in err
+    assert not list(tmp_path.iterdir())  # refused before any run started

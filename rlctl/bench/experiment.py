@@ -72,7 +72,11 @@ def run_matrix(module: str, parser: argparse.ArgumentParser, argv: list[str] | N
         return 2
     seeds, runs, out = table_seeds(args.seeds), Path(args.runs_dir), Path(args.out)
     if not args.report_only:
-        train_matrix(*chosen, seeds, args.steps, args.eval_every, args.episodes, args.jobs, runs)
+        try:
+            train_matrix(*chosen, seeds, args.steps, args.eval_every, args.episodes, args.jobs, runs)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     report(*chosen, seeds, args.episodes, runs, out, matrix_command(module, args))
     if keep is not None and args.keep:

@@ -2,16 +2,15 @@
 
 For each task (env + its controller) and variant (``ppo``: no baseline; ``prob``, ``calf``, ``jsrl``,
 ``residual``: ``--baseline-policy`` with that arbiter and a linear transfer; ``prob-bc``, ``calf-bc``,
-``jsrl-bc``: the same, imitating the baseline's steps), one ``rlctl train`` process per
-seed (claimed with lock files, resumable). Every run evaluates the learner alone (baseline disconnected) every
-``--eval-every`` steps during training and, at the end, deterministically on ``--episodes`` seeded episodes;
-the controller alone is evaluated on the same episodes. Tasks with a goal also report success (the learner
-alone's, the mixture's during transfer against the baseline's interval, time to goal), and the waypoint task's
-final policies fly the sim-to-real sets, where the PID fails (``sets_eval.json`` in each run). The report,
-``agency-transfer_tables.md`` with learning-curve PNGs (``agency-transfer.md`` is the written page that reads
-them), is built from the runs' ``metrics.jsonl``, ``final_eval.json``
-and ``sets_eval.json``. Seeds are table seeds (101, …,
-:mod:`rlctl.bench.seeds`).
+``jsrl-bc``: the same, imitating the baseline's steps; ``prob-gated-bc``: the share gated on success; see
+:data:`VARIANTS`), one ``rlctl train`` process per seed (claimed with lock files, resumable). Every run evaluates
+the learner alone (baseline disconnected) every ``--eval-every`` steps during training and, at the end,
+deterministically on ``--episodes`` seeded episodes; the controller alone is evaluated on the same episodes.
+Tasks with a goal also report success (the learner alone's, the mixture's during transfer against the baseline's
+interval, time to goal), and the waypoint task's final policies fly the sim-to-real sets, where the PID fails
+(``sets_eval.json`` in each run). The report, ``agency-transfer_tables.md`` with learning-curve PNGs
+(``agency-transfer.md`` is the written page that reads them), is built from the runs' ``metrics.jsonl``,
+``final_eval.json`` and ``sets_eval.json``. Seeds are table seeds (101, …, :mod:`rlctl.bench.seeds`).
 """
 
 from __future__ import annotations
@@ -34,10 +33,13 @@ TASKS: dict[str, tuple[str, str]] = {
     "waypoint": ("rlctl/QuadWaypoint-v0", "controller:pid"),
     "push": ("rlctl/ArmPush-v0", "controller:push"),
 }
-VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual", "prob-bc", "calf-bc", "jsrl-bc")
-"""``ppo``: no baseline; ``MODE``: that arbiter, the baseline's steps trained on off-policy (the default
-``arbiter.baseline_steps``); ``MODE-bc``: the baseline's steps masked from the policy loss and imitated
-(``arbiter.baseline_steps=bc`` with ``arbiter.bc_coef`` = :data:`BC_COEF`)"""
+GOAL_TASKS = ("waypoint", "push")
+"""the tasks whose env reports success (``info["is_success"]``), which the success-gated variants need"""
+VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual", "prob-bc", "calf-bc", "jsrl-bc", "prob-gated-bc")
+"""``ppo``: no baseline; ``MODE``: that arbiter with a linear transfer, the baseline's steps trained on
+off-policy (the default ``arbiter.baseline_steps``); ``MODE-bc``: the baseline's steps masked from the policy
+loss and imitated (``arbiter.baseline_steps=bc`` with ``arbiter.bc_coef`` = :data:`BC_COEF`); ``-gated``: the
+share moves with the learner alone's success (``arbiter.schedule=success_gated``; :data:`GOAL_TASKS` only)"""
 DEFAULT_VARIANTS = VARIANTS[:5]
 BC_COEF = 1.0
 """the imitation weight of the ``-bc`` variants, chosen on screening seed 1 (results/agency-transfer.md)"""
@@ -52,11 +54,13 @@ def _name(task: str, variant: str, seed: int) -> str:
 def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episodes: int) -> list[str]:
     baseline = TASKS[task][1]
     sets = [f"run.seed={seed}", f"ppo.total_timesteps={steps}", f"run.eval_episodes={episodes}"]
-    mode, _, handling = variant.partition("-")
+    mode, *options = variant.split("-")
     if mode != "ppo":
         sets += [f"arbiter.baseline={baseline}", f"arbiter.mode={mode}", f"arbiter.eval_every={eval_every}",
                  "arbiter.eval_episodes=10"]
-    if handling == "bc":
+    if "gated" in options:
+        sets.append("arbiter.schedule=success_gated")
+    if "bc" in options:
         sets += ["arbiter.baseline_steps=bc", f"arbiter.bc_coef={BC_COEF}"]
     return sets
 
@@ -73,7 +77,11 @@ BEST_EVAL = "best_eval.json"
 def train_matrix(tasks: list[str], variants: list[str], seeds: list[int], steps: int, eval_every: int,
                  episodes: int, jobs: int, runs: Path) -> None:
     from rlctl.bench.matrix import run_claimed, train_job
+    from rlctl.errors import UserError
 
+    if gated := [f"{t}/{v}" for t in tasks for v in variants if "gated" in v.split("-") and t not in GOAL_TASKS]:
+        raise UserError(f"{', '.join(gated)}: a success-gated variant needs a task with a goal "
+                        f"({', '.join(GOAL_TASKS)})")
     runs.mkdir(parents=True, exist_ok=True)
     claimed = [train_job(name, TASKS[task][0], _sets(task, variant, seed, steps, eval_every, episodes), runs / name,
                          runs / name / FINAL_EVAL, runs)
