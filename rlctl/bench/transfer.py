@@ -1,4 +1,5 @@
-"""``rlctl bench transfer``: agency transfer from a working controller against plain PPO and the controller alone.
+"""``python -m rlctl.bench.transfer``: agency transfer from a working controller against plain PPO and the
+controller alone.
 
 For each task (env + its controller) and variant (``ppo``: no baseline; ``prob``, ``calf``, ``jsrl``,
 ``residual``: ``--baseline-policy`` with that arbiter and a linear transfer; ``prob-bc``, ``calf-bc``,
