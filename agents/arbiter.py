@@ -49,13 +49,14 @@ def transfer_share(schedule: str, progress: float, start: float, end: float, upd
     raise ValueError(f"unknown transfer schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
-def gate_level(level: float, success: float, threshold: float, step: float) -> float:
+def gate_level(level: float, success: float, threshold: float, step: float, floor: float = 0.0) -> float:
     """One success-gated move: up by ``step`` when the learner alone reached the goal often enough, back down
-    by ``step`` when its success collapsed (under half the threshold), else unchanged."""
+    by ``step`` (not below ``floor``, the schedule's starting share) when its success collapsed (under half the
+    threshold), else unchanged."""
     if success >= threshold:
         return min(1.0, level + step)
     if success < threshold / 2:
-        return max(0.0, level - step)
+        return max(floor, level - step)
     return level
 
 

@@ -201,7 +201,7 @@ class ArbiterConfig:
     transfer_end), ``multiplicative`` (× factor per update) or ``success_gated`` (raised by gate_step when the
     learner alone reaches the goal in gate_success of its evaluation episodes)"""
     share_start: float = 0.0
-    """the learner's share p at the start of training"""
+    """the learner's share p at the start of training (and the floor of the ``success_gated`` share)"""
     transfer_end: float = 0.8
     """fraction of the step budget after which the baseline is disconnected (p = 1)"""
     factor: float = 1.05

@@ -38,6 +38,8 @@ def test_success_gate_raises_on_success_lowers_on_collapse_and_holds_in_between(
     assert gate_level(0.3, success=0.3, threshold=0.8, step=0.1) == pytest.approx(0.2)
     assert gate_level(0.3, success=0.6, threshold=0.8, step=0.1) == pytest.approx(0.3)
     assert gate_level(0.95, success=1.0, threshold=0.8, step=0.1) == 1.0 and gate_level(0.05, 0.0, 0.8, 0.1) == 0.0
+    # the starting share is the floor: a gate started at 0.5 never hands the learner less than half the steps
+    assert gate_level(0.55, success=0.0, threshold=0.8, step=0.1, floor=0.5) == 0.5
 
 
 def test_prob_mode_gives_the_learner_its_share_of_steps() -> None:

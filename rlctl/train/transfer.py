@@ -62,7 +62,8 @@ class AgencyTransfer:
         if result.get("success_rate") is not None:
             out["eval/learner_success_rate"] = result["success_rate"]
             if a.schedule == "success_gated":
-                self.level = gate_level(self.level, result["success_rate"], a.gate_success, a.gate_step)
+                self.level = gate_level(self.level, result["success_rate"], a.gate_success, a.gate_step,
+                                        a.share_start)
         # success first, the return breaks ties; every evaluation plays the same seeded episodes
         score = (float(result.get("success_rate") or 0.0), float(result["mean_return"]))
         self.improved = self.best is None or score > self.best
