@@ -89,3 +89,26 @@ def test_the_gated_variant_gates_the_share_on_success_and_is_refused_on_a_task_w
     err = capsys.readouterr().err
     assert code == 2 and "pendulum/prob-gated-bc: a success-gated variant needs a task with a goal" in err
     assert not list(tmp_path.iterdir())  # refused before any run started
+
+
+def test_the_end_variant_never_disconnects_and_its_transfer_phase_is_the_whole_run(tmp_path: Path) -> None:
+    sets = transfer._sets("waypoint", "prob-bc-end", 101, 1000, 100, 5)
+    assert sorted(sets) == sorted([*transfer._sets("waypoint", "prob-bc", 101, 1000, 100, 5),
+                                   "arbiter.transfer_end=1.0"])
+    from rlctl.config import Config, save_yaml, with_overrides
+
+    # two hand-made runs whose mixture success dips at 90% of training: inside the transfer phase only when the
+    # baseline is never disconnected
+    for variant, end in (("prob-bc", 0.8), ("prob-bc-end", 1.0)):
+        run = tmp_path / transfer._name("waypoint", variant, 101)
+        run.mkdir()
+        (run / "config.yaml").write_text(save_yaml(with_overrides(Config(), {"arbiter": {"transfer_end": end}})))
+        (run / "final_eval.json").write_text(json.dumps({"mean_return": 0.0}))
+        rows = [{"step": step, "tag": "charts/success_rate", "value": 0.2 if step == 900 else 1.0}
+                for step in range(100, 1001, 100)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lowest = {v: transfer._Seeds(tmp_path, "waypoint", v, [101]).lowest_mean("charts/success_rate")
+              for v in ("prob-bc", "prob-bc-end")}
+    assert lowest["prob-bc"] == 1.0 and lowest["prob-bc-end"] < 0.3  # on the 50-point grid, near the dip
+    phase = transfer._Seeds(tmp_path, "waypoint", "prob-bc-end", [101]).phase("charts/success_rate", before=True)
+    assert phase == [pytest.approx(0.92)]

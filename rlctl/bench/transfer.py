@@ -3,10 +3,11 @@ controller alone.
 
 For each task (env + its controller) and variant (``ppo``: no baseline; ``prob``, ``calf``, ``jsrl``,
 ``residual``: ``--baseline-policy`` with that arbiter and a linear transfer; ``prob-bc``, ``calf-bc``,
-``jsrl-bc``: the same, imitating the baseline's steps; ``prob-gated-bc``: the share gated on success; see
-:data:`VARIANTS`), one ``rlctl train`` process per seed (claimed with lock files, resumable). Every run evaluates
-the learner alone (baseline disconnected) every ``--eval-every`` steps during training and, at the end,
-deterministically on ``--episodes`` seeded episodes; the controller alone is evaluated on the same episodes.
+``jsrl-bc``: the same, imitating the baseline's steps; ``prob-gated-bc``: the share gated on success;
+``prob-bc-end``: no stage with the baseline disconnected; see :data:`VARIANTS`), one ``rlctl train`` process per
+seed (claimed with lock files, resumable). Every run evaluates the learner alone (baseline disconnected) every
+``--eval-every`` steps during training and, at the end, deterministically on ``--episodes`` seeded episodes; the
+controller alone is evaluated on the same episodes.
 Tasks with a goal also report success (the learner alone's, the mixture's during transfer against the baseline's
 interval, time to goal), and the waypoint task's final policies fly the sim-to-real sets, where the PID fails
 (``sets_eval.json`` in each run). The report, ``agency-transfer_tables.md`` with learning-curve PNGs
@@ -36,15 +37,17 @@ TASKS: dict[str, tuple[str, str]] = {
 }
 GOAL_TASKS = ("waypoint", "push")
 """the tasks whose env reports success (``info["is_success"]``), which the success-gated variants need"""
-VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual", "prob-bc", "calf-bc", "jsrl-bc", "prob-gated-bc")
+VARIANTS = ("ppo", "prob", "calf", "jsrl", "residual", "prob-bc", "calf-bc", "jsrl-bc", "prob-gated-bc",
+            "prob-bc-end")
 """``ppo``: no baseline; ``MODE``: that arbiter with a linear transfer, the baseline's steps trained on
 off-policy (the default ``arbiter.baseline_steps``); ``MODE-bc``: the baseline's steps masked from the policy
 loss and imitated (``arbiter.baseline_steps=bc`` with ``arbiter.bc_coef`` = :data:`BC_COEF`); ``-gated``: the
-share moves with the learner alone's success (``arbiter.schedule=success_gated``; :data:`GOAL_TASKS` only)"""
+share moves with the learner alone's success (``arbiter.schedule=success_gated``; :data:`GOAL_TASKS` only);
+``-end``: the share reaches 1 at the end of the budget (``arbiter.transfer_end=1.0``), with no stage of training
+with the baseline disconnected"""
 DEFAULT_VARIANTS = VARIANTS[:5]
 BC_COEF = 1.0
 """the imitation weight of the ``-bc`` variants, chosen on screening seed 1 (results/agency-transfer.md)"""
-TRANSFER_END = 0.8  # arbiter.transfer_end of every run here (the default)
 EVAL_SEED = 10_000  # the final evaluation's episodes: seed + 10000 + i, as rlctl train's
 
 
@@ -61,6 +64,8 @@ def _sets(task: str, variant: str, seed: int, steps: int, eval_every: int, episo
                  "arbiter.eval_episodes=10"]
     if "gated" in options:
         sets.append("arbiter.schedule=success_gated")
+    if "end" in options:
+        sets.append("arbiter.transfer_end=1.0")
     if "bc" in options:
         sets += ["arbiter.baseline_steps=bc", f"arbiter.bc_coef={BC_COEF}"]
     return sets
@@ -164,8 +169,12 @@ class _Seeds:
     """One variant's finished runs of one task, and what the tables read from them."""
 
     def __init__(self, runs: Path, task: str, variant: str, seeds: list[int]) -> None:
+        from rlctl.config import load_yaml
+
         self.dirs = [run for s in seeds if ((run := runs / _name(task, variant, s)) / FINAL_EVAL).is_file()]
         self.finals = [json.loads((d / FINAL_EVAL).read_text()) for d in self.dirs]
+        self.transfer_end = {d: load_yaml((d / CONFIG).read_text()).arbiter.transfer_end for d in self.dirs}
+        """each run's ``arbiter.transfer_end`` (for ``ppo``, the default: the same steps of its own training)"""
 
     def phase(self, tag: str, before: bool) -> list[float]:
         """Per seed, the mean of ``tag``'s rows up to the end of the transfer phase (``before``) or of the last
@@ -175,7 +184,8 @@ class _Seeds:
             steps, ys = curve(run, tag)
             if not steps:
                 continue
-            kept = [y for s, y in zip(steps, ys, strict=True) if s <= TRANSFER_END * steps[-1]] if before else ys[-20:]
+            end = self.transfer_end[run] * steps[-1]
+            kept = [y for s, y in zip(steps, ys, strict=True) if s <= end] if before else ys[-20:]
             if kept:
                 values.append(statistics.mean(kept))
         return values
@@ -183,14 +193,15 @@ class _Seeds:
     def lowest_mean(self, tag: str) -> float | None:
         """The lowest point of the across-seed mean of ``tag`` over the transfer phase (each seed's rows
         interpolated onto 50 common steps: a seed logs a success rate only where episodes ended), or None."""
-        curves = [c for c in (curve(run, tag) for run in self.dirs) if len(c[0]) > 1]
+        curves = {run: c for run in self.dirs if len((c := curve(run, tag))[0]) > 1}
         if not curves:
             return None
-        low, high = max(c[0][0] for c in curves), TRANSFER_END * min(c[0][-1] for c in curves)
+        low = max(c[0][0] for c in curves.values())
+        high = min(self.transfer_end[run] * c[0][-1] for run, c in curves.items())
         if high <= low:
             return None
         grid = np.linspace(low, high, 50)
-        return float(np.mean([np.interp(grid, s, v) for s, v in curves], axis=0).min())
+        return float(np.mean([np.interp(grid, s, v) for s, v in curves.values()], axis=0).min())
 
 
 def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: int, runs: Path, out: Path,
@@ -203,10 +214,12 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
              f"*Learner alone*: the final policy with the baseline disconnected, deterministic, {episodes} episodes "
              "(seeds 10000 + seed + i); time to goal: mean over its successful episodes, in seconds.",
              "*Mixture, transfer phase*: the training episodes that ended before the baseline was disconnected (80% "
-             "of the budget), baseline and learner acting under the arbiter, the policy sampling: their mean return, "
-             "and the success rate of each logged rollout's episodes; *lowest*: the minimum over the transfer phase of "
-             "that rate's mean over seeds. For `ppo`, the same steps of its own training.",
-             "*Last 20, training*: the last 20 training episodes (the learner alone by then).",
+             "of the budget; all of it for `-end` variants), baseline and learner acting under the arbiter, the "
+             "policy sampling: their mean return, and the success rate of each logged rollout's episodes; *lowest*: "
+             "the minimum over the transfer phase of that rate's mean over seeds. For `ppo`, the first 80% of its own "
+             "training.",
+             "*Last 20, training*: the last 20 training episodes (the learner alone by then; for `-end` variants, "
+             "the learner in nearly every step).",
              "The machine was shared with other work while these ran: no timings are reported.", ""]
     for task in tasks:
         env_id, baseline = TASKS[task]
