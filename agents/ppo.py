@@ -84,12 +84,19 @@ def ppo_loss(
     * entropy bonus subtracted with ``ent_coef``;
     * with ``policy_weight`` ``[B]``, the policy term is the weighted mean (agency transfer's masked baseline steps).
     Diagnostics: approx KL ``mean((r − 1) − log r)`` (Schulman's unbiased k3 estimator) of the joint ratio, the
-    fraction of (per-factor) ratios outside the clip range.
+    fraction of (per-factor) ratios outside the clip range; with ``policy_weight``, over the samples it keeps.
     """
     if new_logprobs.shape != advantages.shape or old_logprobs.shape != advantages.shape:
         raise ValueError(f"ppo_loss: log-probs {tuple(new_logprobs.shape)}, {tuple(old_logprobs.shape)} and "
                          f"advantages {tuple(advantages.shape)} must have one shape")
-    per_dim_ratio = (new_logprobs - old_logprobs).exp()
+    log_ratio_dims = new_logprobs - old_logprobs
+    if policy_weight is not None:
+        # Samples of weight 0 (a baseline controller's steps) get ratio 1 before exp: their behaviour log-prob is
+        # the learner's of the controller's action, which can be so low that the imitation term's move overflows
+        # exp() to inf, and inf·0 is NaN in the loss and its gradient (masking after exp() would not help).
+        kept = (policy_weight > 0).reshape(-1, *([1] * (log_ratio_dims.dim() - 1)))
+        log_ratio_dims = torch.where(kept, log_ratio_dims, torch.zeros_like(log_ratio_dims))
+    per_dim_ratio = log_ratio_dims.exp()
     clip_coef = torch.as_tensor(clip_coef, dtype=per_dim_ratio.dtype, device=per_dim_ratio.device)
     surrogate = torch.min(advantages * per_dim_ratio,
                           advantages * torch.clamp(per_dim_ratio, 1.0 - clip_coef, 1.0 + clip_coef))
@@ -97,11 +104,9 @@ def ppo_loss(
         surrogate = surrogate.sum(-1)
     if policy_weight is None:
         policy_loss = -surrogate.mean()
-    else:  # a weighted mean: samples of weight 0 (a baseline controller's steps) leave the policy gradient alone
+    else:  # a weighted mean: samples of weight 0 leave the policy gradient (and the diagnostics below) alone
         policy_loss = -(surrogate * policy_weight).sum() / policy_weight.sum().clamp(min=1.0)
-    log_ratio = new_logprobs - old_logprobs
-    if log_ratio.dim() == 2:
-        log_ratio = log_ratio.sum(-1)
+    log_ratio = log_ratio_dims.sum(-1) if log_ratio_dims.dim() == 2 else log_ratio_dims
     ratio = log_ratio.exp()
 
     if clip_vloss:
@@ -117,11 +122,19 @@ def ppo_loss(
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
             "entropy": entropy_mean.detach(),
-            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "old_approx_kl": (-log_ratio).mean(),
-            "clipfrac": ((per_dim_ratio - 1.0).abs() > clip_coef).float().mean(),
+            "approx_kl": _kept_mean((ratio - 1.0) - log_ratio, policy_weight),
+            "old_approx_kl": _kept_mean(-log_ratio, policy_weight),
+            "clipfrac": _kept_mean(((per_dim_ratio - 1.0).abs() > clip_coef).float(), policy_weight),
         }
     return loss, stats
+
+
+def _kept_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The mean of ``x`` (``[B]`` or ``[B, D]``) over the samples of nonzero ``weight`` ``[B]`` (all: None)."""
+    if weight is None:
+        return x.mean()
+    kept = (weight > 0).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))).expand_as(x)
+    return (x * kept).sum() / kept.sum().clamp(min=1.0)
 
 
 def smoothness_penalties(

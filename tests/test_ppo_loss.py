@@ -95,3 +95,23 @@ def test_cleanrl_parity_presets_weight_the_value_loss_as_cleanrl_does(env_id: st
                         0.0, cfg.ppo.vf_coef)
     cleanrl = 0.5 * _cleanrl_value_loss(new_values, old_values, returns, cleanrl_clip, clip_vloss)  # its vf_coef 0.5
     assert math.isclose(cfg.ppo.vf_coef * stats["value_loss"].item(), cleanrl.item(), rel_tol=1e-6)
+
+
+def test_a_masked_sample_with_an_overflowing_ratio_leaves_the_loss_gradient_and_diagnostics_alone() -> None:
+    # sample 2 is a baseline controller's step (weight 0) whose action the learner had given log-prob -150 and now,
+    # after imitating it, -1: exp(149) is inf in float32, and inf·0 would be NaN
+    new = torch.tensor([0.1, -0.1, -1.0], requires_grad=True)
+    old, adv = torch.tensor([0.0, 0.0, -150.0]), torch.tensor([1.0, -1.0, 0.5])
+    zeros = torch.zeros(3)
+    loss, stats = ppo_loss(new, old, adv, zeros, zeros, zeros, zeros, 0.2, False, 0.0, 0.5,
+                           policy_weight=torch.tensor([1.0, 1.0, 0.0]))
+    loss.backward()
+    assert torch.isfinite(loss) and new.grad is not None and torch.isfinite(new.grad).all()
+    assert new.grad[2] == 0.0
+    kept = torch.tensor([0.1, -0.1], requires_grad=True)
+    loss2, stats2 = ppo_loss(kept, old[:2], adv[:2], zeros[:2], zeros[:2], zeros[:2], zeros[:2], 0.2, False, 0.0, 0.5)
+    loss2.backward()
+    torch.testing.assert_close(loss, loss2)
+    torch.testing.assert_close(new.grad[:2], kept.grad)
+    for key in ("approx_kl", "old_approx_kl", "clipfrac"):  # the trust region of the learner's own steps
+        torch.testing.assert_close(stats[key], stats2[key])
