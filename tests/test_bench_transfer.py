@@ -112,3 +112,28 @@ def test_the_end_variant_never_disconnects_and_its_transfer_phase_is_the_whole_r
     assert lowest["prob-bc"] == 1.0 and lowest["prob-bc-end"] < 0.3  # on the 50-point grid, near the dip
     phase = transfer._Seeds(tmp_path, "waypoint", "prob-bc-end", [101]).phase("charts/success_rate", before=True)
     assert phase == [pytest.approx(0.92)]
+
+
+def test_kept_runs_merge_each_steps_episodes_and_report_the_same_means(tmp_path: Path) -> None:
+    from rlctl.config import Config, save_yaml
+
+    runs, kept, again = tmp_path / "runs", tmp_path / "kept", tmp_path / "again"
+    run = runs / transfer._name("push", "prob-bc", 101)
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(save_yaml(Config()))
+    (run / "final_eval.json").write_text(json.dumps({"mean_return": 0.0}))
+    values = iter(float(v) for v in range(1000))  # episodes' returns: 0, 1, 2, … (7 per logged step)
+    rows = [{"step": step, "tag": "charts/episodic_return", "value": next(values), "time": 1.0 + step}
+            for step in range(100, 1001, 100) for _ in range(7)]
+    rows += [{"step": step, "tag": "losses/entropy", "value": 0.0, "time": 1.0 + step} for step in (100, 1000)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    transfer._keep(["push"], ["prob-bc"], [101], runs, kept)
+    transfer._keep(["push"], ["prob-bc"], [101], kept, again)  # keeping a kept run changes nothing
+    lines = (kept / run.name / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) < len(rows) and "losses/entropy" not in "".join(lines[1:-1])
+    assert lines == (again / run.name / "metrics.jsonl").read_text().splitlines()
+    for before in (True, False):  # the mixture over the first 80% of training; the last 20 episodes
+        means = [transfer._Seeds(d, "push", "prob-bc", [101]).phase("charts/episodic_return", before)
+                 for d in (runs, kept)]
+        assert means[0] == [pytest.approx(means[1][0])]
+    assert means[0] == [pytest.approx(sum(range(50, 70)) / 20)]

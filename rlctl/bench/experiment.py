@@ -108,10 +108,17 @@ def report_header(title: str, command: Command, seeds: list[int]) -> list[str]:
 
 def curve(run: Path, tag: str) -> Curve:
     """Steps and values of one logged scalar of a run."""
+    steps, values, _ = counted_curve(run, tag)
+    return steps, values
+
+
+def counted_curve(run: Path, tag: str) -> tuple[list[int], list[float], list[int]]:
+    """Steps, values and how many logged values each row stands for (``n``: rows that :func:`keep_runs` merged
+    hold the mean of ``n``; 1 otherwise), for means over the run's rows that are the same as the original's."""
     from rlctl.logger import read_metrics
 
     rows = [r for r in read_metrics(run / METRICS) if r["tag"] == tag]
-    return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows]
+    return [int(r["step"]) for r in rows], [float(r["value"]) for r in rows], [int(r.get("n", 1)) for r in rows]
 
 
 def wall_s(run: Path) -> float | None:
@@ -135,10 +142,16 @@ def wall_ratio(run: Path, plain: Path) -> float | None:
 
 
 def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
-              files: tuple[str, ...] = (FINAL_EVAL,)) -> None:
+              files: tuple[str, ...] = (FINAL_EVAL,), per_step: tuple[str, ...] = (),
+              splits: Callable[[Path], list[float]] | None = None, width: int = 2048, tail: int = 20) -> None:
     """Copy what a report reads into ``dest`` (committable, a few KB per run): the run's ``files`` that exist and
     the ``tags`` of ``metrics.jsonl``, with its first and last rows (for the wall time). Unfinished runs (no
-    ``final_eval.json``) are left out."""
+    ``final_eval.json``) are left out.
+
+    Rows of the ``per_step`` tags (one per episode: tens of thousands in a run of short episodes) are merged per
+    ``width`` env steps, never across a step of ``splits(run)`` (:func:`merge_per_step`), all but their last
+    ``tail``: a mean over the rows up to a split (weighted by ``n``, :func:`counted_curve`) is then the original's.
+    """
     import json
 
     for name in names:
@@ -146,13 +159,39 @@ def keep_runs(names: list[str], runs: Path, dest: Path, tags: tuple[str, ...],
         if not (run / FINAL_EVAL).is_file():
             continue
         lines = (run / METRICS).read_text().splitlines()
-        kept = [line for i, line in enumerate(lines) if i in (0, len(lines) - 1) or json.loads(line)["tag"] in tags]
+        middle = [json.loads(line) for line in lines[1:-1]]
+        kept = [json.dumps(r) for r in middle if r["tag"] in tags and r["tag"] not in per_step]
+        cuts = splits(run) if splits is not None and per_step else []
+        for tag in per_step:
+            kept += [json.dumps(r) for r in merge_per_step([r for r in middle if r["tag"] == tag], width, cuts, tail)]
         target = dest / name
         target.mkdir(parents=True, exist_ok=True)
-        (target / METRICS).write_text("\n".join(kept) + "\n")
+        (target / METRICS).write_text("\n".join([*lines[:1], *kept, *lines[1:][-1:]]) + "\n")
         for file in files:
             if (run / file).is_file():
                 (target / file).write_text((run / file).read_text())
+
+
+def merge_per_step(rows: list[dict[str, Any]], width: int, splits: list[float], tail: int) -> list[dict[str, Any]]:
+    """One tag's rows merged per ``width`` steps, never across a step of ``splits`` (rows at a split stay on its
+    lower side), except the last ``tail``, kept as they are. A merged row has the mean ``value`` of the rows it
+    stands for, their count ``n`` (rows merged before count as their ``n``), the step of the last and the time of
+    the first."""
+    import bisect
+
+    head, rest = (rows[:-tail], rows[-tail:]) if tail > 0 else (rows, [])
+    merged: list[dict[str, Any]] = []
+    key = None
+    for row in head:
+        n, row_key = int(row.get("n", 1)), (int(row["step"]) // width, bisect.bisect_left(splits, row["step"]))
+        if merged and row_key == key:
+            total = merged[-1]["n"] + n
+            merged[-1]["value"] = (merged[-1]["value"] * merged[-1]["n"] + row["value"] * n) / total
+            merged[-1].update(step=row["step"], n=total)
+        else:
+            merged.append({**row, "n": n})
+        key = row_key
+    return merged + rest
 
 
 def plot_band(ax: Any, runs: list[Curve], label: str, color: str | None = None, linestyle: str = "-") -> None:

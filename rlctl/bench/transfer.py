@@ -26,7 +26,16 @@ from typing import Any
 
 import numpy as np
 
-from rlctl.bench.experiment import Command, curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
+from rlctl.bench.experiment import (
+    Command,
+    counted_curve,
+    curve,
+    keep_runs,
+    matrix_parser,
+    plot_band,
+    report_header,
+    run_matrix,
+)
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import BEST_LEARNER, CONFIG, FINAL_EVAL
 
@@ -169,25 +178,30 @@ class _Seeds:
     """One variant's finished runs of one task, and what the tables read from them."""
 
     def __init__(self, runs: Path, task: str, variant: str, seeds: list[int]) -> None:
-        from rlctl.config import load_yaml
-
         self.dirs = [run for s in seeds if ((run := runs / _name(task, variant, s)) / FINAL_EVAL).is_file()]
         self.finals = [json.loads((d / FINAL_EVAL).read_text()) for d in self.dirs]
-        self.transfer_end = {d: load_yaml((d / CONFIG).read_text()).arbiter.transfer_end for d in self.dirs}
-        """each run's ``arbiter.transfer_end`` (for ``ppo``, the default: the same steps of its own training)"""
+        self.transfer_end = {d: self.transfer_end_of(d) for d in self.dirs}
+
+    @staticmethod
+    def transfer_end_of(run: Path) -> float:
+        """The run's ``arbiter.transfer_end`` (for ``ppo``, the default: the same steps of its own training)."""
+        from rlctl.config import load_yaml
+
+        return load_yaml((run / CONFIG).read_text()).arbiter.transfer_end
 
     def phase(self, tag: str, before: bool) -> list[float]:
         """Per seed, the mean of ``tag``'s rows up to the end of the transfer phase (``before``) or of the last
         20 rows (episodes, for ``charts/episodic_return``); seeds without such rows are left out."""
         values = []
         for run in self.dirs:
-            steps, ys = curve(run, tag)
+            steps, ys, counts = counted_curve(run, tag)  # kept runs merge a step's episodes into one row
             if not steps:
                 continue
             end = self.transfer_end[run] * steps[-1]
-            kept = [y for s, y in zip(steps, ys, strict=True) if s <= end] if before else ys[-20:]
+            kept = [(y, n) for s, y, n in zip(steps, ys, counts, strict=True) if s <= end] if before else \
+                [(y, 1) for y in ys[-20:]]  # the last 20 rows are single episodes (keep_runs' tail)
             if kept:
-                values.append(statistics.mean(kept))
+                values.append(sum(y * n for y, n in kept) / sum(n for _, n in kept))
         return values
 
     def lowest_mean(self, tag: str) -> float | None:
@@ -361,7 +375,18 @@ REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_
 
 def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, dest: Path) -> None:
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
-              REPORT_TAGS, (FINAL_EVAL, *SETS_EVAL.values(), BEST_EVAL, CONFIG))
+              REPORT_TAGS, (FINAL_EVAL, *SETS_EVAL.values(), BEST_EVAL, CONFIG), per_step=(EPISODES,),
+              splits=_transfer_split)
+
+
+EPISODES = "charts/episodic_return"
+"""one row per training episode: merged per rollout in kept runs, apart at the transfer phase's end"""
+
+
+def _transfer_split(run: Path) -> list[float]:
+    """Where :meth:`_Seeds.phase` ends a run's transfer phase (its transfer end × its last episode's step)."""
+    steps, _ = curve(run, EPISODES)
+    return [_Seeds.transfer_end_of(run) * steps[-1]] if steps else []
 
 
 def main(argv: list[str] | None = None) -> int:
