@@ -14,21 +14,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rlctl.bench.experiment import (
-    Command,
-    curve,
-    keep_runs,
-    matrix_parser,
-    plot_band,
-    report_header,
-    run_matrix,
-    wall_ratio,
-)
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import FINAL_EVAL
+
+if TYPE_CHECKING:
+    from rlctl.bench.experiment import Command
 
 TASKS: dict[str, tuple[str, str, int]] = {  # env id, demo source, default step budget
     "reacher": ("rlctl/ReacherSparse-v0", "controller:reacher", 300_000),

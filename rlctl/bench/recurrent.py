@@ -15,22 +15,16 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlctl.bench.experiment import (
-    Command,
-    curve,
-    keep_runs,
-    matrix_parser,
-    plot_band,
-    report_header,
-    run_matrix,
-    wall_ratio,
-)
+from rlctl.bench.experiment import curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix, wall_ratio
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import FINAL_EVAL
+
+if TYPE_CHECKING:
+    from rlctl.bench.experiment import Command
 
 TASKS: dict[str, tuple[str, int, list[str], str]] = {  # env id, default step budget, settings, final metric
     # the README's MemoryCue command

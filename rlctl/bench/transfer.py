@@ -22,22 +22,16 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlctl.bench.experiment import (
-    Command,
-    counted_curve,
-    curve,
-    keep_runs,
-    matrix_parser,
-    plot_band,
-    report_header,
-    run_matrix,
-)
+from rlctl.bench.experiment import counted_curve, curve, keep_runs, matrix_parser, plot_band, report_header, run_matrix
 from rlctl.bench.stats import mean_std
 from rlctl.rundir import BEST_LEARNER, CONFIG, FINAL_EVAL
+
+if TYPE_CHECKING:
+    from rlctl.bench.experiment import Command
 
 TASKS: dict[str, tuple[str, str]] = {
     "pendulum": ("Pendulum-v1", "controller:energy"),
