@@ -90,12 +90,12 @@ def ppo_loss(
         raise ValueError(f"ppo_loss: log-probs {tuple(new_logprobs.shape)}, {tuple(old_logprobs.shape)} and "
                          f"advantages {tuple(advantages.shape)} must have one shape")
     log_ratio_dims = new_logprobs - old_logprobs
-    if policy_weight is not None:
+    kept = None if policy_weight is None else policy_weight > 0
+    if kept is not None:
         # Samples of weight 0 (a baseline controller's steps) get ratio 1 before exp: their behaviour log-prob is
         # the learner's of the controller's action, which can be so low that the imitation term's move overflows
         # exp() to inf, and inf·0 is NaN in the loss and its gradient (masking after exp() would not help).
-        kept = (policy_weight > 0).reshape(-1, *([1] * (log_ratio_dims.dim() - 1)))
-        log_ratio_dims = torch.where(kept, log_ratio_dims, torch.zeros_like(log_ratio_dims))
+        log_ratio_dims = torch.where(_per_row(kept, log_ratio_dims), log_ratio_dims, torch.zeros_like(log_ratio_dims))
     per_dim_ratio = log_ratio_dims.exp()
     clip_coef = torch.as_tensor(clip_coef, dtype=per_dim_ratio.dtype, device=per_dim_ratio.device)
     surrogate = torch.min(advantages * per_dim_ratio,
@@ -122,19 +122,24 @@ def ppo_loss(
             "policy_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
             "entropy": entropy_mean.detach(),
-            "approx_kl": _kept_mean((ratio - 1.0) - log_ratio, policy_weight),
-            "old_approx_kl": _kept_mean(-log_ratio, policy_weight),
-            "clipfrac": _kept_mean(((per_dim_ratio - 1.0).abs() > clip_coef).float(), policy_weight),
+            "approx_kl": _kept_mean((ratio - 1.0) - log_ratio, kept),
+            "old_approx_kl": _kept_mean(-log_ratio, kept),
+            "clipfrac": _kept_mean(((per_dim_ratio - 1.0).abs() > clip_coef).float(), kept),
         }
     return loss, stats
 
 
-def _kept_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """The mean of ``x`` (``[B]`` or ``[B, D]``) over the samples of nonzero ``weight`` ``[B]`` (all: None)."""
-    if weight is None:
+def _per_row(kept: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[B]`` ``kept`` shaped to broadcast against ``x`` (``[B]`` or ``[B, D]``)."""
+    return kept.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def _kept_mean(x: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor:
+    """The mean of ``x`` (``[B]`` or ``[B, D]``) over the samples ``kept`` ``[B]`` marks (all: None)."""
+    if kept is None:
         return x.mean()
-    kept = (weight > 0).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1))).expand_as(x)
-    return (x * kept).sum() / kept.sum().clamp(min=1.0)
+    mask = _per_row(kept, x).to(x.dtype).expand_as(x)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def smoothness_penalties(

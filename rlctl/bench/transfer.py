@@ -52,6 +52,8 @@ DEFAULT_VARIANTS = VARIANTS[:5]
 BC_COEF = 1.0
 """the imitation weight of the ``-bc`` variants, chosen on screening seed 1 (results/agency-transfer.md)"""
 EVAL_SEED = 10_000  # the final evaluation's episodes: seed + 10000 + i, as rlctl train's
+EPISODES = "charts/episodic_return"
+"""one row per training episode (merged per 2048 steps in kept runs, apart at the transfer phase's end)"""
 
 
 def _name(task: str, variant: str, seed: int) -> str:
@@ -259,8 +261,8 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
         for variant in variants:
             done = _Seeds(runs, task, variant, seeds)
             finals = [f["mean_return"] for f in done.finals]
-            mixture = mean_std(done.phase("charts/episodic_return", before=True), 1)
-            last = mean_std(done.phase("charts/episodic_return", before=False), 1)
+            mixture = mean_std(done.phase(EPISODES, before=True), 1)
+            last = mean_std(done.phase(EPISODES, before=False), 1)
             if goal:
                 successes = [f["success_rate"] for f in done.finals if f.get("success_rate") is not None]
                 times = [f["mean_time_to_goal_s"] for f in done.finals if f.get("mean_time_to_goal_s") is not None]
@@ -270,7 +272,7 @@ def report(tasks: list[str], variants: list[str], seeds: list[int], episodes: in
                              f"{'—' if lowest is None else f'{lowest:.2f}'} | {mixture} | {last} | {len(done.dirs)} |")
             else:
                 lines.append(f"| {variant} | {mean_std(finals, 1)} | {mixture} | {last} | {len(done.dirs)} |")
-            tag = "charts/episodic_return" if variant == "ppo" else "eval/learner_return"
+            tag = EPISODES if variant == "ppo" else "eval/learner_return"
             curves[variant] = [curve(run, tag) for run in done.dirs]
             if goal:
                 success_curves[f"{variant}: mixture" if variant != "ppo" else "ppo"] = [
@@ -363,7 +365,7 @@ def _plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path, ti
     plt.close(fig)
 
 
-REPORT_TAGS = ("charts/episodic_return", "eval/learner_return", "charts/success_rate", "eval/learner_success_rate")
+REPORT_TAGS = (EPISODES, "eval/learner_return", "charts/success_rate", "eval/learner_success_rate")
 """the metric rows the report reads (``--keep``)"""
 
 
@@ -371,10 +373,6 @@ def _keep(tasks: list[str], variants: list[str], seeds: list[int], runs: Path, d
     keep_runs([_name(task, variant, seed) for task in tasks for variant in variants for seed in seeds], runs, dest,
               REPORT_TAGS, (FINAL_EVAL, *SETS_EVAL.values(), BEST_EVAL, CONFIG), per_step=(EPISODES,),
               splits=_transfer_split)
-
-
-EPISODES = "charts/episodic_return"
-"""one row per training episode: merged per rollout in kept runs, apart at the transfer phase's end"""
 
 
 def _transfer_split(run: Path) -> list[float]:
